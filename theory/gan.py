@@ -1,0 +1,125 @@
+"""The GAN identities: optimal discriminators and the values of the games at them.
+
+Original GAN (Goodfellow et al. 2014, Proposition 1 and Theorem 1):
+    V(D; p, q) = E_p[log D(X)] + E_q[log(1 - D(X))],
+    D*(x) = p(x) / (p(x) + q(x)),   V(D*; p, q) = 2 JS(p, q) - log 4.
+Least-squares GAN (Mao et al. 2017, Theorem 1), with labels a (fake), b (real) and
+the generator's target c:
+    D*(x) = (b p(x) + a q(x)) / (p(x) + q(x)),
+    2 C(q) = E_p[(D* - c)^2] + E_q[(D* - c)^2] = chi^2_Pearson(p + q || 2q) when
+    b - c = 1 and b - a = 2, i.e. 2 * PearsonChi2(q || (p + q) / 2) in the normalised form.
+
+Discriminators are given as logits (D = sigmoid(logit)) so log D and log(1 - D) are
+computed as log-sigmoids, exactly, even where D* is within 1e-300 of 0 or 1.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from theory.estimate import Estimate
+from theory.integrate import Term, check_same_dim, choose_method, expectation_sum
+from theory.validation import check_finite
+
+
+class OptimalDiscriminator(eqx.Module):
+    """D*(x) = p(x) / (p(x) + q(x)), the maximiser of V(D; p, q) (Goodfellow et al. 2014, Prop. 1).
+
+    `logit(x) = log p(x) - log q(x)`; calling it gives D*(x) = sigmoid(logit(x)).
+    """
+
+    p: object
+    q: object
+
+    def __init__(self, p, q):
+        check_same_dim(p=p, q=q)
+        self.p = p
+        self.q = q
+
+    def logit(self, x):
+        lp, lq = self.p.log_prob(x), self.q.log_prob(x)
+        # Where both densities vanish (disjoint singular supports) the value is never
+        # used with positive weight; 0 keeps it finite.
+        return jnp.where((lp == -jnp.inf) & (lq == -jnp.inf), 0.0, lp - lq)
+
+    def __call__(self, x):
+        return jax.nn.sigmoid(self.logit(x))
+
+
+def optimal_discriminator(p, q) -> OptimalDiscriminator:
+    """x -> p(x) / (p(x) + q(x)); see `OptimalDiscriminator`."""
+    return OptimalDiscriminator(p, q)
+
+
+def gan_value(discriminator_logit, p, q, *, key=None, method=None) -> Estimate:
+    """The value of the original GAN game for a discriminator D = sigmoid(logit).
+
+    V(D; p, q) = E_p[log D(X)] + E_q[log(1 - D(X))].
+
+    Args:
+        discriminator_logit: callable mapping points (n, d) to logits (n,), e.g.
+            `optimal_discriminator(p, q).logit`.
+        p: the data law; q: the generator's law (same R^d).
+        key, method: as in `theory.js` (quadrature in d <= 2, else Monte Carlo).
+
+    Returns:
+        An `Estimate`; at D* it equals 2 JS(p, q) - log 4 (Goodfellow et al. 2014, Thm. 1).
+    """
+    check_same_dim(p=p, q=q)
+    method = choose_method([p, q], method, key)
+
+    def real(x, logs):
+        return jax.nn.log_sigmoid(discriminator_logit(x))
+
+    def fake(x, logs):
+        return jax.nn.log_sigmoid(-discriminator_logit(x))
+
+    return expectation_sum([Term(0, real), Term(1, fake)], [p, q], method=method, key=key, what="GAN value")
+
+
+class LeastSquaresOptimalDiscriminator(eqx.Module):
+    """D*(x) = (b p(x) + a q(x)) / (p(x) + q(x)) (Mao et al. 2017, eq. (4))."""
+
+    p: object
+    q: object
+    fake_label: float
+    real_label: float
+
+    def __call__(self, x):
+        real_share = jax.nn.sigmoid(self.p.log_prob(x) - self.q.log_prob(x))
+        return self.real_label * real_share + self.fake_label * (1.0 - real_share)
+
+
+def lsgan_optimal_discriminator(p, q, *, fake_label: float = -1.0, real_label: float = 1.0):
+    """The LSGAN discriminator's optimum for labels a = fake_label, b = real_label."""
+    check_same_dim(p=p, q=q)
+    check_finite("fake_label", fake_label)
+    check_finite("real_label", real_label)
+    return LeastSquaresOptimalDiscriminator(p, q, float(fake_label), float(real_label))
+
+
+def lsgan_generator_value(discriminator, p, q, *, target: float = 0.0, key=None, method=None) -> Estimate:
+    """The LSGAN generator's objective C = 1/2 E_p[(D(X) - c)^2] + 1/2 E_q[(D(X) - c)^2].
+
+    Args:
+        discriminator: callable mapping points (n, d) to D(x) (n,).
+        p: the data law; q: the generator's law.
+        target: c, the value the generator wants D to output on its samples.
+
+    Returns:
+        An `Estimate`; with D = D* and b - c = 1, b - a = 2 (a = -1, b = 1, c = 0),
+        2 C = chi^2_Pearson(p + q || 2 q) = 2 PearsonChi2(q || (p + q) / 2)
+        (Mao et al. 2017, Theorem 1).
+    """
+    check_same_dim(p=p, q=q)
+    check_finite("target", target)
+    method = choose_method([p, q], method, key)
+
+    def half_square(x, logs):
+        return 0.5 * (discriminator(x) - target) ** 2
+
+    return expectation_sum(
+        [Term(0, half_square), Term(1, half_square)], [p, q], method=method, key=key, what="LSGAN generator value"
+    )
