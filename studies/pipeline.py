@@ -74,6 +74,7 @@ __all__ = [
     "rows_to_frame",
     "run_cells",
     "validate_cell_id",
+    "write_text_atomically",
 ]
 
 Rows = list[dict[str, Any]] | pd.DataFrame
@@ -722,7 +723,7 @@ class ResultStore:
                 raise ConfigMismatchError(_mismatch_message(self.run_dir, saved, wanted))
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         if not config_path.exists():
-            _write_atomically(config_path, json.dumps(self.config_dict, indent=2) + "\n")
+            write_text_atomically(config_path, json.dumps(self.config_dict, indent=2) + "\n")
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.run_dir)!r}, {len(self.done_cells())} cells done)"
@@ -779,8 +780,8 @@ class ResultStore:
         }
         # The record first, then the CSV that marks the cell done: a crash in between
         # leaves a record without rows, and the cell simply runs again.
-        _write_atomically(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-        _write_atomically(csv_path, frame.to_csv(index=False))
+        write_text_atomically(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+        write_text_atomically(csv_path, frame.to_csv(index=False))
 
     def cell_table(self, cell_id: str) -> pd.DataFrame:
         """The saved rows of one cell."""
@@ -804,7 +805,7 @@ class ResultStore:
     def write_table(self, cell_ids: Sequence[str] | None = None) -> pathlib.Path:
         """Write :meth:`table` to ``results.csv`` atomically and return its path."""
         path = self.run_dir / "results.csv"
-        _write_atomically(path, self.table(cell_ids).to_csv(index=False))
+        write_text_atomically(path, self.table(cell_ids).to_csv(index=False))
         return path
 
     def cell_records(self) -> dict[str, dict[str, Any]]:
@@ -853,7 +854,7 @@ class ResultStore:
             "extra": _to_json_value({**self.extra_metadata, **(extra or {})}, "extra"),
         }
         path = self.run_dir / "metadata.json"
-        _write_atomically(path, json.dumps(metadata, indent=2) + "\n")
+        write_text_atomically(path, json.dumps(metadata, indent=2) + "\n")
         return path
 
 
@@ -883,7 +884,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _write_atomically(path: pathlib.Path, text: str) -> None:
+def write_text_atomically(path: pathlib.Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new, whole."""
     path = pathlib.Path(path)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,0 +1,172 @@
+"""Figures of the WGAN capacity sweep, drawn from saved results only.
+
+    python -m figures.wgan_capacity results/wgan_capacity/quick
+
+writes into RESULTS_DIR/figures/: one heatmap per K of the final exact W1 over
+(generator depth p, critic depth q) with the sampling floor marked on the colour bar,
+learning curves (W1 against generator steps, floor dashed), the critic's own distance
+estimate against the exact W1 (the metric discrepancy), and scatter plots of generated
+against target points for a few cells. Each as PDF and PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from figures.style import apply_style, save_figure
+
+
+def load_table(run_dir: pathlib.Path) -> pd.DataFrame:
+    """The run's tidy table: results.csv, or the saved cells if the run was interrupted."""
+    run_dir = pathlib.Path(run_dir)
+    cells = sorted((run_dir / "cells").glob("*.csv"))
+    if not cells:
+        raise FileNotFoundError(f"no saved results in {run_dir} (expected {run_dir / 'cells'}/*.csv)")
+    return pd.concat([pd.read_csv(path) for path in cells], ignore_index=True)
+
+
+def _final_w1(table: pd.DataFrame) -> pd.DataFrame:
+    w1 = table[table["metric"] == "w1"]
+    last = w1.groupby(["K", "p", "q", "seed"])["step"].transform("max")
+    return w1[w1["step"] == last]
+
+
+def _floors(table: pd.DataFrame) -> pd.Series:
+    return table[table["metric"] == "w1_floor"].set_index("K")["value"]
+
+
+def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    final = _final_w1(table)
+    floors = _floors(table)
+    ks = sorted(final["K"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False, layout="constrained")
+    for ax, k in zip(axes[0], ks):
+        cell = final[final["K"] == k].groupby(["p", "q"])["value"]
+        mean = cell.mean().unstack("q").sort_index(ascending=False)
+        sd = cell.std().unstack("q").reindex_like(mean)
+        floor = floors.get(k, np.nan)
+        # The scale starts at 0 so that the floor (the best a perfect generator can
+        # score at this sample size) sits visibly on it.
+        image = ax.imshow(mean.values, cmap="viridis_r", vmin=0.0, aspect="auto")
+        ax.set_xticks(range(mean.shape[1]), [str(int(q)) for q in mean.columns])
+        ax.set_yticks(range(mean.shape[0]), [str(int(p)) for p in mean.index])
+        ax.set_xlabel("critic depth q")
+        ax.set_ylabel("generator depth p")
+        for i in range(mean.shape[0]):
+            for j in range(mean.shape[1]):
+                text = f"{mean.values[i, j]:.3f}"
+                if np.isfinite(sd.values[i, j]):
+                    text += f"\n±{sd.values[i, j]:.3f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white")
+        bar = fig.colorbar(image, ax=ax)
+        bar.set_label("final W1")
+        if np.isfinite(floor):
+            bar.ax.axhline(floor, color="red", linewidth=2)
+            bar.ax.text(0.5, floor, " floor", color="red", fontsize=7, va="bottom", transform=bar.ax.get_yaxis_transform())
+        ax.set_title(f"K = {int(k)}: exact W1, floor {floor:.3f}")
+        ax.grid(False)
+    fig.suptitle("Exact W1 (POT) of the trained generator, mean ± sd over seeds; red line: sampling floor")
+    return save_figure(fig, out_dir / "w1_heatmaps")
+
+
+def learning_curves(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    w1 = table[table["metric"] == "w1"].copy()
+    floors = _floors(table)
+    ks = sorted(w1["K"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.6), squeeze=False, layout="constrained")
+    for ax, k in zip(axes[0], ks):
+        sub = w1[w1["K"] == k]
+        for (p, q), group in sub.groupby(["p", "q"]):
+            curve = group.groupby("step")["value"].agg(["mean", "min", "max"])
+            line = ax.plot(curve.index, curve["mean"], label=f"p={int(p)}, q={int(q)}")[0]
+            ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
+        if k in floors:
+            ax.axhline(floors[k], color="black", linestyle="--", linewidth=1, label="sampling floor")
+        ax.set_yscale("log")
+        ax.set_xlabel("generator step")
+        ax.set_ylabel("exact W1")
+        ax.set_title(f"K = {int(k)}")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Exact W1 during training: mean over seeds, band from min to max")
+    return save_figure(fig, out_dir / "w1_learning_curves")
+
+
+def metric_discrepancy(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    final = table[table["metric"].isin(["w1", "critic_ipm"])]
+    last = final.groupby(["K", "p", "q", "seed"])["step"].transform("max")
+    final = final[final["step"] == last]
+    wide = final.pivot_table(index=["K", "p", "q", "seed"], columns="metric", values="value").reset_index()
+    fig, ax = plt.subplots(figsize=(4.4, 4.0))
+    for k, group in wide.groupby("K"):
+        ax.scatter(group["w1"], group["critic_ipm"], s=18, label=f"K = {int(k)}")
+    limit = np.nanmax(wide[["w1", "critic_ipm"]].values) * 1.05 if len(wide) else 1.0
+    ax.plot([0, limit], [0, limit], color="black", linewidth=0.8, linestyle=":", label="IPM = W1")
+    ax.set_xlabel("exact W1 (POT)")
+    ax.set_ylabel("critic's IPM: mean D(target) - mean D(gen.)")
+    ax.set_title("Metric discrepancy at the end of training")
+    ax.legend(fontsize=7)
+    return save_figure(fig, out_dir / "critic_vs_exact_w1")
+
+
+def scatter_plots(run_dir: pathlib.Path, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
+    files = sorted((run_dir / "samples").glob("*.csv"))
+    if not files:
+        return []
+    samples = pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
+    cells = samples[["p", "q"]].drop_duplicates().sort_values(["p", "q"]).values.tolist()
+    if len(cells) > max_cells:  # the corners of the (p, q) grid
+        ps, qs = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
+        cells = [c for c in ([ps[0], qs[0]], [ps[0], qs[-1]], [ps[-1], qs[0]], [ps[-1], qs[-1]]) if c in cells]
+    ks = sorted(samples["K"].unique())
+    fig, axes = plt.subplots(len(ks), len(cells), figsize=(2.8 * len(cells), 2.8 * len(ks)), squeeze=False)
+    for row, k in enumerate(ks):
+        for col, (p, q) in enumerate(cells):
+            ax = axes[row][col]
+            sub = samples[(samples["K"] == k) & (samples["p"] == p) & (samples["q"] == q)]
+            target = sub[sub["source"] == "target"]
+            generated = sub[sub["source"] == "generated"]
+            ax.scatter(target["x"], target["y"], s=2, color="0.6", label="target")
+            ax.scatter(generated["x"], generated["y"], s=2, color="C3", label="generated")
+            ax.set_title(f"K={int(k)}, p={int(p)}, q={int(q)}", fontsize=9)
+            ax.set_xlim(-4, 4)
+            ax.set_ylim(-4, 4)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0][0].legend(fontsize=6, loc="lower left", markerscale=3)
+    return save_figure(fig, out_dir / "samples")
+
+
+def draw(run_dir) -> list[pathlib.Path]:
+    """Draw every figure of a saved run into RUN_DIR/figures and return their paths."""
+    run_dir = pathlib.Path(run_dir)
+    table = load_table(run_dir)
+    out_dir = run_dir / "figures"
+    apply_style()
+    paths = []
+    if (table["metric"] == "w1").any():
+        paths += heatmaps(table, out_dir)
+        paths += learning_curves(table, out_dir)
+        paths += metric_discrepancy(table, out_dir)
+    paths += scatter_plots(run_dir, out_dir)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m figures.wgan_capacity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", type=pathlib.Path, help="a run directory, e.g. results/wgan_capacity/quick")
+    args = parser.parse_args(argv)
+    if not (args.results_dir / "cells").is_dir():
+        parser.error(f"results_dir must be a run directory holding cells/, got {str(args.results_dir)!r}")
+    for path in draw(args.results_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
