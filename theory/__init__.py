@@ -37,6 +37,7 @@ from theory.gan import (
     optimal_discriminator,
 )
 from theory.integrate import MonteCarlo, Quadrature
+from theory.modes import ModeStatistics, mode_statistics
 from theory.singular import PointMass, VerticalSegment
 from theory.targets import GRID_MEANS, GRID_VARIANCE, gaussian_grid, ncsn_component_std_schedule, ncsn_two_modes
 from theory.transport import gaussian_w2, sampling_floor, sliced_wasserstein, wasserstein, wasserstein_1d
