@@ -43,6 +43,7 @@ from models.generator import AbstractLatent, GaussianLatent, MLPGenerator, Unifo
 from models.lipschitz import measure_lipschitz
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas, train_replicas
 from studies.pipeline import Progress, ResultStore, parse_config, run_cells, write_text_atomically
+from theory.validation import check_count
 
 CRITICS: dict[str, AbstractCriticSpec] = {
     "bjorck": BjorckGroupSort(depth=1),
@@ -104,10 +105,10 @@ class Config:
         if not isinstance(self.latent, AbstractLatent):
             raise ValueError(f"latent must be a latent law such as UniformLatent(), got {self.latent!r}")
         for name in ("generator_width", "latent_dim", "n_train", "n_steps", "eval_every", "n_seeds", "eval_points"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("eval_repeats", self.eval_repeats, 2)
-        _check_int("lipschitz_probes", self.lipschitz_probes, 1)
-        _check_int("seed", self.seed, 0)
+            check_count(name, getattr(self, name), minimum=1)
+        check_count("eval_repeats", self.eval_repeats, minimum=2)
+        check_count("lipschitz_probes", self.lipschitz_probes, minimum=1)
+        check_count("seed", self.seed, minimum=0)
         self.training()  # validates the optimisation settings (learning rates, betas, ...)
         self.generator(1)
 
@@ -132,16 +133,11 @@ class Config:
         return sorted(set(steps))
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def _check_tuple(name, values):
     if not isinstance(values, tuple) or not values:
         raise ValueError(f"{name} must be a non-empty tuple, got {values!r}")
     for value in values:
-        _check_int(name, value, 1)
+        check_count(name, value, minimum=1)
     if len(set(values)) != len(values):
         raise ValueError(f"{name} must not repeat values, got {values!r}")
 
