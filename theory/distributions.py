@@ -98,6 +98,8 @@ def _check_noise(scale, std):
     check_positive("std", std, allow_zero=True)
     check_shape("scale", scale, ())
     check_shape("std", std, ())
+    if is_concrete(scale, std) and float(scale) == 0.0 and float(std) == 0.0:
+        raise ValueError("scale and std must not both be 0 (the law would be a point mass at 0), got 0 and 0")
 
 
 class Gaussian(AbstractDensity):
@@ -199,8 +201,12 @@ class MixtureOfGaussians(AbstractDensity):
         """Components N(means[k], variance * I); `variance` a scalar or one per component."""
         means = jnp.asarray(means)
         variance = jnp.asarray(variance)
-        check_positive("variance", variance)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (K, d), got shape {means.shape}")
         k, d = means.shape
+        if variance.shape not in ((), (k,)):
+            raise ValueError(f"variance must be a scalar or have shape ({k},), got shape {variance.shape}")
+        check_positive("variance", variance)
         variances = jnp.broadcast_to(variance, (k,))
         return cls(weights, means, variances[:, None, None] * jnp.eye(d))
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.distributions import AbstractDistribution, Gaussian, to_float64
+from theory.distributions import AbstractDensity, AbstractDistribution, Gaussian, to_float64
 from theory.estimate import Estimate
 from theory.integrate import MonteCarlo, Term, check_same_dim, choose_method, expectation_sum
 from theory.validation import check_key, check_probability_vector
@@ -55,6 +56,10 @@ def kl_gaussians(p: Gaussian, q: Gaussian) -> Estimate:
 
     KL = 1/2 [tr(S1^{-1} S0) + (m1 - m0)^T S1^{-1} (m1 - m0) - d + log det S1 - log det S0].
     """
+    for name, law in (("p", p), ("q", q)):
+        if not isinstance(law, Gaussian):
+            raise ValueError(f"{name} must be a Gaussian, got {type(law).__name__}")
+    check_same_dim(p=p, q=q)
     m0, s0 = np.asarray(p.mean, np.float64), np.asarray(p.cov, np.float64)
     m1, s1 = np.asarray(q.mean, np.float64), np.asarray(q.cov, np.float64)
     c1 = np.linalg.cholesky(s1)
@@ -145,6 +150,11 @@ def js(p, q, *, key=None, method=None) -> Estimate:
     return expectation_sum(_js_half_terms(), [p, q], method=method, key=key, what="JS")
 
 
+@eqx.filter_jit
+def _score(law, x):
+    return law.score(x)
+
+
 def fisher_divergence(p, score_fn, *, key, n: int = 10_000) -> Estimate:
     """Fisher divergence of a score model to the exact score of p, with its standard error.
 
@@ -165,6 +175,8 @@ def fisher_divergence(p, score_fn, *, key, n: int = 10_000) -> Estimate:
     matching", JMLR 6 (2005), eq. (2); Song & Ermon (2019), eq. (2).
     """
     check_key("key", key)
+    if not isinstance(p, AbstractDensity):
+        raise ValueError(f"p must be a law with a closed-form score (an AbstractDensity), got {type(p).__name__}")
     method = MonteCarlo(n=n)
     with jax.enable_x64(True):
         p64 = to_float64(p)
@@ -173,6 +185,6 @@ def fisher_divergence(p, score_fn, *, key, n: int = 10_000) -> Estimate:
             model = jnp.asarray(score_fn(x), jnp.float64)
             if model.shape != x.shape:
                 raise ValueError(f"score_fn must map points of shape {x.shape} to the same shape, got {model.shape}")
-            return jnp.sum((model - p64.score(x)) ** 2, axis=-1)
+            return jnp.sum((model - _score(p64, x)) ** 2, axis=-1)
 
         return expectation_sum([Term(0, squared_error)], [p64], method=method, key=key, what="Fisher divergence")

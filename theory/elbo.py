@@ -90,7 +90,11 @@ class LinearGaussianModel(eqx.Module):
 
     def log_joint(self, x, z) -> Float[Array, "..."]:
         """log p(x, z) = log N(z; 0, I) + log N(x; W z + b, sigma^2 I), z of shape (..., k)."""
-        z = jnp.asarray(z)
+        x, z = jnp.asarray(x), jnp.asarray(z)
+        if x.ndim == 0 or x.shape[-1] != self.data_dim:
+            raise ValueError(f"x must have last axis of size d={self.data_dim}, got shape {x.shape}")
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must have last axis of size k={self.latent_dim}, got shape {z.shape}")
         prior = -0.5 * jnp.sum(z**2, axis=-1) - 0.5 * self.latent_dim * _LOG_2PI
         residual = x - (z @ self.weight.T + self.bias)
         likelihood = -0.5 * jnp.sum(residual**2, axis=-1) / self.noise_std**2 - self.data_dim * (

@@ -191,7 +191,11 @@ def f_divergence(divergence: AbstractFDivergence, p, q, *, key=None, method=None
         return divergence.perspective(*logs)
 
     name = type(divergence).__name__
-    return expectation_sum([Term(1, under_q, weighted)], [p, q], method=method, key=key, what=f"D_f[{name}]")
+    # q f(p / q) has mass wherever p or q has (e.g. p log(p / q) for KL), so the
+    # quadrature box must cover both laws, not only q under which the term is taken.
+    return expectation_sum(
+        [Term(1, under_q, weighted)], [p, q], method=method, key=key, what=f"D_f[{name}]", support=(0, 1)
+    )
 
 
 def f_gan_lower_bound(divergence: AbstractFDivergence, critic, p, q, *, key=None, method=None) -> Estimate:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,6 +108,20 @@ def check_same_dim(**laws) -> int:
     return next(iter(dims.values()))
 
 
+@eqx.filter_jit
+def _log_probs(laws, x):
+    """The log-densities of `laws` at x. Module-level, with the laws as an argument, so
+    that one compilation serves every call with laws of the same structure and shapes
+    (a closure jitted per call recompiles every time)."""
+    return tuple(law.log_prob(x) for law in laws)
+
+
+@eqx.filter_jit
+def _sample(law, key, n: int):
+    """n draws from `law`, compiled once per law structure and n (as `_log_probs`)."""
+    return law.sample(key, n)
+
+
 def _default_weighted(g, index):
     def weighted(x, logs):
         log_density = logs[index]
@@ -144,6 +159,7 @@ def expectation_sum(
     method,
     key,
     what: str,
+    support: Sequence[int] | None = None,
 ) -> Estimate:
     """sum_i E_{laws[terms[i].index]}[terms[i].g(X)], in float64, by `method`.
 
@@ -153,16 +169,20 @@ def expectation_sum(
         method: `Quadrature()` or `MonteCarlo(n)` (already chosen, see `choose_method`).
         key: PRNG key for Monte Carlo (split into one key per term).
         what: a short name for the method string ("KL", "JS", ...).
+        support: indices of the laws whose support boxes together hold the mass of
+            every quadrature integrand (default: the laws the terms are taken under).
+            A `weighted` integrand may have mass where its own law has none (the
+            perspective q f(p / q) lives where p does), and then must name that law.
     """
     with jax.enable_x64(True):
         laws64 = to_float64(tuple(laws))
 
-        @jax.jit
         def logs_at(x):
-            return tuple(law.log_prob(x) for law in laws64)
+            return _log_probs(laws64, x)
 
         if isinstance(method, Quadrature):
-            boxes = [laws64[t.index].support_box(method.tail) for t in terms]
+            indices = [t.index for t in terms] if support is None else list(support)
+            boxes = [laws64[i].support_box(method.tail) for i in indices]
             lo = np.min([b[0] for b in boxes], axis=0)
             hi = np.max([b[1] for b in boxes], axis=0)
             weighted = [t.weighted or _default_weighted(t.g, t.index) for t in terms]
@@ -186,7 +206,7 @@ def expectation_sum(
         values = 0.0
         variances = 0.0
         for term, term_key in zip(terms, keys):
-            x = laws64[term.index].sample(term_key, method.n)
+            x = _sample(laws64[term.index], term_key, method.n)
             estimate = monte_carlo_mean(term.g(x, logs_at(x)), what)
             values = values + estimate.value
             variances = variances + estimate.error**2

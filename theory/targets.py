@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from theory.distributions import MixtureOfGaussians
+from theory.validation import check_positive
 
 GRID_VARIANCE = 0.1
 """Component variance of the Gaussian grids (Biau, Sangnier & Tanielian, JMLR 2021)."""
@@ -49,4 +50,5 @@ def ncsn_component_std_schedule(target: MixtureOfGaussians, sigma) -> MixtureOfG
     """The NCSN *code's* level-sigma law: each component's covariance replaced by sigma^2 I
     (ermongroup/ncsn, models/gmm.py), as opposed to the paper's convolution
     `target.noised(1.0, sigma)` whose components have variance 1 + sigma^2."""
+    check_positive("sigma", sigma)
     return MixtureOfGaussians.isotropic(target.weights, target.means, jnp.asarray(sigma) ** 2)

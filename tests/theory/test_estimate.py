@@ -1,0 +1,211 @@
+"""Tests for theory/estimate.py (the typed result) and theory/integrate.py (how it is made).
+
+Estimate: a frozen (value, error, method) with honest float conversion. The Monte
+Carlo standard error is checked for calibration (95% intervals cover 95% of the time),
+quadrature for its exactness on polynomials and for an error estimate that bounds the
+true error; the method objects and `choose_method` for their validation.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import theory
+from theory.estimate import Estimate, monte_carlo_mean, sum_of_independent
+from theory.integrate import MonteCarlo, Quadrature, Term, choose_method, expectation_sum
+
+
+def _floats(lo, hi):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+# --------------------------------------------------------------------------------------
+# Estimate.
+
+
+def test_estimate_converts_to_python_floats_and_is_frozen():
+    estimate = Estimate(np.float32(1.5), jnp.asarray(0.25), "closed form")
+    assert type(estimate.value) is float and type(estimate.error) is float
+    assert (estimate.value, estimate.error, estimate.method) == (1.5, 0.25, "closed form")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        estimate.value = 2.0
+
+
+def test_estimate_interval_is_value_plus_minus_z_errors():
+    assert Estimate(1.0, 0.5, "m").interval() == (1.0 - 1.96 * 0.5, 1.0 + 1.96 * 0.5)
+    assert Estimate(1.0, 0.5, "m").interval(z=2.0) == (0.0, 2.0)
+    assert "value=1.5" in repr(Estimate(1.5, 0.0, "m"))
+
+
+def test_estimate_error_must_be_nonnegative_or_nan():
+    assert math.isnan(Estimate(np.inf, np.nan, "m").error)
+    with pytest.raises(ValueError, match=r"error must be >= 0, got -0\.1"):
+        Estimate(1.0, -0.1, "m")
+
+
+# --------------------------------------------------------------------------------------
+# monte_carlo_mean.
+
+
+@given(st.lists(_floats(-1e3, 1e3), min_size=2, max_size=50))
+def test_monte_carlo_mean_is_the_sample_mean_with_s_over_root_n(samples):
+    estimate = monte_carlo_mean(samples, "m")
+    x = np.asarray(samples)
+    # Both sides sum the same float64 numbers; 1e-12 relative covers summation order.
+    assert estimate.value == pytest.approx(np.mean(x), rel=1e-12, abs=1e-9)
+    assert estimate.error == pytest.approx(np.std(x, ddof=1) / np.sqrt(len(x)), rel=1e-9, abs=1e-12)
+
+
+def test_monte_carlo_standard_error_is_calibrated(key):
+    # 2000 independent means of n = 50 standard normals: the 95% interval
+    # mean +- 1.96 SE covers 0 with probability ~0.95 (Student t with 49 df gives
+    # 0.944). The coverage count is Binomial(2000, 0.944), sd = 10.3; a 5-sd band
+    # [0.918, 0.970] fails with probability < 1e-6.
+    draws = np.asarray(jax.random.normal(key, (2000, 50)))
+    covered = 0
+    for row in draws:
+        lo, hi = monte_carlo_mean(row, "m").interval()
+        covered += lo <= 0.0 <= hi
+    assert 0.918 <= covered / 2000 <= 0.970
+
+
+def test_monte_carlo_mean_of_infinities():
+    assert monte_carlo_mean([np.inf, np.inf], "m") == Estimate(np.inf, 0.0, "m")
+    assert monte_carlo_mean([-np.inf, -np.inf], "m") == Estimate(-np.inf, 0.0, "m")
+    mixed = monte_carlo_mean([np.inf, 0.0, 1.0], "m")
+    assert mixed.value == np.inf and math.isnan(mixed.error)
+
+
+def test_monte_carlo_mean_needs_two_draws():
+    with pytest.raises(ValueError, match=r"needs n >= 2 draws, got 1"):
+        monte_carlo_mean([1.0], "m")
+
+
+def test_sum_of_independent_adds_errors_in_quadrature():
+    total = sum_of_independent([Estimate(1.0, 0.3, "a"), Estimate(2.0, 0.4, "b")], [1.0, -2.0], "sum")
+    assert total.value == pytest.approx(1.0 - 4.0)
+    assert total.error == pytest.approx(math.hypot(0.3, 0.8))
+    assert total.method == "sum"
+
+
+# --------------------------------------------------------------------------------------
+# Method objects and choose_method.
+
+
+@pytest.mark.parametrize(
+    "build, shown",
+    [
+        (lambda: Quadrature(panels=0), r"panels must be an integer >= 1, got 0"),
+        (lambda: Quadrature(order=2.5), r"order must be an integer >= 1, got 2\.5"),
+        (lambda: Quadrature(tail=0.0), r"tail must be > 0, got 0\.0"),
+        (lambda: Quadrature(tail=np.nan), r"tail must be > 0, got nan"),
+        (lambda: MonteCarlo(n=1), r"n must be an integer >= 2, got 1"),
+    ],
+)
+def test_method_objects_validate_their_fields(build, shown):
+    with pytest.raises(ValueError, match=shown):
+        build()
+
+
+def test_choose_method_defaults():
+    g1 = theory.Gaussian(jnp.zeros(1), jnp.eye(1))
+    g3 = theory.Gaussian(jnp.zeros(3), jnp.eye(3))
+    key = jax.random.key(0)
+    assert choose_method([g1, g1], None, None) == Quadrature()
+    assert choose_method([g3, g3], None, key) == MonteCarlo()
+    assert choose_method([theory.PointMass(0.0)] * 2, None, key) == MonteCarlo()
+    assert choose_method([g1], MonteCarlo(n=7), key) == MonteCarlo(n=7)
+
+
+@pytest.mark.parametrize(
+    "laws, method, key, shown",
+    [
+        ("g3", None, None, r"key must be given for a Monte Carlo estimate .* in d=3 .*got None"),
+        ("point", None, None, r"key must be given for a Monte Carlo estimate \(laws \['PointMass'"),
+        ("g1", MonteCarlo(n=10), None, r"key must be a JAX PRNG key, got None"),
+        ("g1", "quadrature", None, r"method must be Quadrature\(\.\.\.\) or MonteCarlo\(\.\.\.\), got 'quadrature'"),
+        ("g3", Quadrature(), None, r"Quadrature needs laws with Lebesgue densities in d <= 2, got Gaussian in d=3"),
+        ("point", Quadrature(), None, r"got PointMass in d=1"),
+    ],
+)
+def test_choose_method_rejects_impossible_requests(laws, method, key, shown):
+    law = {
+        "g1": theory.Gaussian(jnp.zeros(1), jnp.eye(1)),
+        "g3": theory.Gaussian(jnp.zeros(3), jnp.eye(3)),
+        "point": theory.PointMass(0.0),
+    }[laws]
+    with pytest.raises(ValueError, match=shown):
+        choose_method([law, law], method, key)
+
+
+# --------------------------------------------------------------------------------------
+# expectation_sum: quadrature is exact on what it should be, and its error is honest.
+
+
+def _second_moment(x, logs):
+    return jnp.sum(x**2, axis=-1)
+
+
+@settings(max_examples=6)
+@given(_floats(-2.0, 2.0), _floats(0.3, 3.0))
+def test_quadrature_of_gaussian_moments_is_exact_to_rounding(mean, std):
+    # E[X^2] = m^2 + s^2. The integrand x^2 N(x; m, s^2) is analytic, so 64 panels of
+    # order 8 over +-10 sd converge geometrically to float64 rounding; the truncated
+    # tail beyond 10 sd is < 1e-20. The floor 1e-12 (1 + E[X^2]) covers the rounding
+    # of summing 1024 weighted nodes (~ sqrt(1024) eps relative, with a wide margin).
+    law = theory.Gaussian(jnp.array([mean]), jnp.array([[std**2]]))
+    estimate = expectation_sum([Term(0, _second_moment)], [law], method=Quadrature(), key=None, what="E")
+    exact = mean**2 + std**2
+    assert abs(estimate.value - exact) <= estimate.error + 1e-12 * (1.0 + exact)
+    assert "Gauss-Legendre quadrature (1-D, 1024 nodes" in estimate.method
+
+
+def test_quadrature_error_estimate_bounds_the_coarse_error_and_shrinks_geometrically():
+    # On a coarse rule the integrand is under-resolved: the reported error
+    # |I(P) - I(2P)| must dominate the true error of the returned (finer) value, and
+    # the true error must fall at least 10x per doubling of panels (geometric
+    # convergence of Gauss-Legendre for analytic integrands).
+    law = theory.Gaussian(jnp.array([0.5]), jnp.array([[0.04]]))
+    exact = 0.25 + 0.04
+    errors = []
+    for panels in (1, 2, 4):
+        estimate = expectation_sum(
+            [Term(0, _second_moment)], [law], method=Quadrature(panels=panels, order=4), key=None, what="E"
+        )
+        true_error = abs(estimate.value - exact)
+        assert true_error <= estimate.error + 1e-15
+        errors.append(true_error)
+    assert errors[1] < errors[0] / 10 and errors[2] < errors[1] / 10
+
+
+def test_monte_carlo_expectation_is_within_five_standard_errors(key):
+    # E[||X||^2] = tr S + ||m||^2 under N(m, S) in d = 3. |Z| > 5 has probability
+    # 5.7e-7 for a normal mean (n = 20000 is deep in the CLT regime for a chi-square).
+    mean = jnp.array([1.0, -1.0, 0.5])
+    cov = jnp.diag(jnp.array([0.5, 1.0, 2.0]))
+    law = theory.Gaussian(mean, cov)
+    estimate = expectation_sum([Term(0, _second_moment)], [law], method=MonteCarlo(n=20_000), key=key, what="E")
+    assert abs(estimate.value - (3.5 + 2.25)) <= 5 * estimate.error
+    assert estimate.method == "E: Monte Carlo (n=20000 per law)"
+
+
+def test_quadrature_support_widens_the_box_to_where_the_integrand_lives():
+    # The integrand p(x) weighted under q: without `support` naming p, a box around q
+    # alone misses p's mass entirely (this was the f_divergence bug).
+    p = theory.Gaussian(jnp.array([6.0]), jnp.array([[0.1]]))
+    q = theory.Gaussian(jnp.array([0.0]), jnp.array([[0.1]]))
+
+    def density_of_p(x, logs):
+        return jnp.exp(logs[0])
+
+    term = [Term(1, None, density_of_p)]
+    narrow = expectation_sum(term, [p, q], method=Quadrature(), key=None, what="mass")
+    wide = expectation_sum(term, [p, q], method=Quadrature(), key=None, what="mass", support=(0, 1))
+    assert narrow.value < 1e-12  # P(X > 3.16 | X ~ N(6, 0.1)) = 1 - Phi(9) ~ 1e-19
+    assert abs(wide.value - 1.0) <= wide.error + 1e-12
