@@ -15,8 +15,10 @@ class Estimate:
     Attributes:
         value: the estimate (nats for divergences, distance units for transport).
         error: one standard error for Monte Carlo estimates, an a-posteriori error
-            estimate for quadrature (difference of two refinements plus the
-            truncated mass), exactly 0.0 for closed forms and exact solvers.
+            estimate for quadrature (the difference of two refinements; the mass
+            outside the integration box, below 1e-22, is not added), exactly 0.0 for
+            closed forms and exact solvers (POT's W_p for p > 1 can still carry
+            rounding of order (1e-15 max cost)^(1/p)).
         method: how it was computed, in words (e.g. "closed form",
             "Gauss-Legendre quadrature (2-D, 512^2 nodes)", "Monte Carlo (n=10000)").
     """
