@@ -40,7 +40,7 @@ import pandas as pd
 
 import theory
 from models.score_network import ScoreMLP, score_at_level, train_dsm
-from studies.pipeline import ResultStore, parse_config, run_cells
+from studies.pipeline import ResultStore, config_field, parse_config, run_cells
 from theory.langevin import (
     AbstractNoiseFamily,
     AbstractNoiseSchedule,
@@ -208,71 +208,67 @@ NOISE_FAMILIES = {"component-std": ConvolvedMeans(), "convolution": ConvolvedTar
 # Config.
 
 
-def _field(default, help_text: str, **metadata):
-    return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One run of the Langevin mixing study (target: 0.8 N((5,5), I) + 0.2 N((-5,-5), I))."""
 
-    noise_family: AbstractNoiseFamily = _field(
+    noise_family: AbstractNoiseFamily = config_field(
         ConvolvedMeans(),
         "law at level sigma: component-std (NCSN code: each component N(m_k, sigma^2 I)) or "
         "convolution (paper: target * N(0, sigma^2 I))",
         parse=NOISE_FAMILIES,
     )
-    schedule: AbstractNoiseSchedule = _field(
+    schedule: AbstractNoiseSchedule = config_field(
         GeometricSchedule(20.0, 1.0, 10),
         "annealing levels, geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L",
         parse=parse_schedule,
     )
-    steps_per_level: int = _field(100, "annealed Langevin steps T at each level")
-    annealed_step_size: float = _field(0.1, "eps: annealed step alpha_i = eps * sigma_i^2 / sigma_L^2")
-    langevin_step_size: float = _field(0.1, "alpha of plain Langevin (exact target score)")
-    langevin_steps: int = _field(1000, "plain Langevin steps K (1000 = the annealed budget L * T)")
-    n_chains: int = _field(1280, "chains per sampler and seed")
-    initial_law: AbstractInitialLaw = _field(
+    steps_per_level: int = config_field(100, "annealed Langevin steps T at each level")
+    annealed_step_size: float = config_field(0.1, "eps: annealed step alpha_i = eps * sigma_i^2 / sigma_L^2")
+    langevin_step_size: float = config_field(0.1, "alpha of plain Langevin (exact target score)")
+    langevin_steps: int = config_field(1000, "plain Langevin steps K (1000 = the annealed budget L * T)")
+    n_chains: int = config_field(1280, "chains per sampler and seed")
+    initial_law: AbstractInitialLaw = config_field(
         UniformBox(-8.0, 8.0),
         "where chains start: uniform:LOW,HIGH | point:X,Y | gaussian:STD | target",
         parse=parse_initial_law,
     )
-    seeds: tuple[int, ...] = _field((0, 1, 2, 3, 4), "PRNG seeds; each seed is an independent replicate")
-    record_every: int = _field(50, "record the chains every this many steps (metrics vs steps)")
-    w1_every: int = _field(100, "compute W1 and histogram KL at steps that are multiples of this")
-    w1_max_points: int = _field(2560, "W1 uses at most this many chains (exact OT is O(n^3))")
-    floor_repeats: int = _field(5, "independent exact-sample pairs averaged in the W1 sampling floor")
-    confidence: float = _field(0.95, "confidence of the Clopper-Pearson interval of each mode weight")
-    n_bootstrap: int = _field(1000, "bootstrap resamples for the error of the histogram KL")
-    learned: bool = _field(True, "also train a score network and run annealed Langevin with it")
-    network: ScoreMLP = _field(
+    seeds: tuple[int, ...] = config_field((0, 1, 2, 3, 4), "PRNG seeds; each seed is an independent replicate")
+    record_every: int = config_field(50, "record the chains every this many steps (metrics vs steps)")
+    w1_every: int = config_field(100, "compute W1 and histogram KL at steps that are multiples of this")
+    w1_max_points: int = config_field(2560, "W1 uses at most this many chains (exact OT is O(n^3))")
+    floor_repeats: int = config_field(5, "independent exact-sample pairs averaged in the W1 sampling floor")
+    confidence: float = config_field(0.95, "confidence of the Clopper-Pearson interval of each mode weight")
+    n_bootstrap: int = config_field(1000, "bootstrap resamples for the error of the histogram KL")
+    learned: bool = config_field(True, "also train a score network and run annealed Langevin with it")
+    network: ScoreMLP = config_field(
         ScoreMLP(128, 2, 5.0),
         "noise-conditional MLP as WIDTH,HIDDEN_LAYERS,DATA_SCALE (softplus, output / sigma)",
         parse=parse_network,
     )
-    train_steps: int = _field(10_000, "Adam steps of denoising score matching")
-    batch_size: int = _field(128, "examples per training step (one random level each)")
-    learning_rate: float = _field(1e-3, "Adam learning rate")
-    loss_record_every: int = _field(100, "average the training loss over blocks of this many steps")
-    fisher_samples: int = _field(10_000, "draws per level for the learned score's Fisher divergence")
-    trajectory_chains: int = _field(64, "chains started at one point for the trajectory figure")
-    trajectory_start: tuple[float, float] | None = _field(
+    train_steps: int = config_field(10_000, "Adam steps of denoising score matching")
+    batch_size: int = config_field(128, "examples per training step (one random level each)")
+    learning_rate: float = config_field(1e-3, "Adam learning rate")
+    loss_record_every: int = config_field(100, "average the training loss over blocks of this many steps")
+    fisher_samples: int = config_field(10_000, "draws per level for the learned score's Fisher divergence")
+    trajectory_chains: int = config_field(64, "chains started at one point for the trajectory figure")
+    trajectory_start: tuple[float, float] | None = config_field(
         None, "start X,Y of the trajectory chains; none = the point between the modes where "
         "their responsibilities are equal"
     )
-    sweep_langevin_step_sizes: tuple[float, ...] = _field(
+    sweep_langevin_step_sizes: tuple[float, ...] = config_field(
         (0.01, 0.03, 0.1, 0.3, 1.0), "plain-Langevin alphas swept (empty: no sweep)"
     )
-    sweep_annealed_step_sizes: tuple[float, ...] = _field(
+    sweep_annealed_step_sizes: tuple[float, ...] = config_field(
         (0.01, 0.03, 0.1, 0.3, 1.0), "annealed eps values swept"
     )
-    sweep_n_levels: tuple[int, ...] = _field((1, 2, 3, 5, 10, 20), "numbers of levels L swept (same end points)")
-    sweep_steps_per_level: tuple[int, ...] = _field((1, 3, 10, 30, 100, 300), "steps per level T swept")
-    sweep_langevin_steps: tuple[int, ...] = _field(
+    sweep_n_levels: tuple[int, ...] = config_field((1, 2, 3, 5, 10, 20), "numbers of levels L swept (same end points)")
+    sweep_steps_per_level: tuple[int, ...] = config_field((1, 3, 10, 30, 100, 300), "steps per level T swept")
+    sweep_langevin_steps: tuple[int, ...] = config_field(
         (1000, 10_000, 100_000), "plain chain lengths K reported (one chain continued)"
     )
-    sweep_n_chains: tuple[int, ...] = _field((80, 320, 1280, 5120), "chain counts swept")
-    sweep_initial_laws: tuple[AbstractInitialLaw, ...] = _field(
+    sweep_n_chains: tuple[int, ...] = config_field((80, 320, 1280, 5120), "chain counts swept")
+    sweep_initial_laws: tuple[AbstractInitialLaw, ...] = config_field(
         (UniformBox(-8.0, 8.0), PointStart((0.0, 0.0)), PointStart((-5.0, -5.0)), IsotropicGaussianStart(20.0), TargetStart()),
         "initial laws swept, ';'-separated (e.g. uniform:-8,8;point:-5,-5;target)",
         parse=parse_initial_laws,

@@ -64,6 +64,7 @@ import pandas as pd
 
 __all__ = [
     "ConfigMismatchError",
+    "config_field",
     "Invocation",
     "Progress",
     "ResultStore",
@@ -227,6 +228,17 @@ class Invocation:
         except ConfigMismatchError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+
+
+def config_field(default: Any, help_text: str, **metadata: Any) -> Any:
+    """A study ``Config`` field with its one-line meaning (shown by ``--help``).
+
+    Args:
+        default: the field's default value (frozen configs hold immutable values).
+        help_text: what the field means, in one line.
+        **metadata: more field metadata, e.g. ``parse=`` (see :func:`parse_config`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
 
 
 def parse_config(

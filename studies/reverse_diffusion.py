@@ -50,7 +50,7 @@ import pandas as pd
 
 import theory
 from models.epsilon_network import EpsilonMLP, EpsilonNetwork, EpsilonTraining, train_epsilon_network
-from studies.pipeline import Progress, ResultStore, parse_config, run_cells
+from studies.pipeline import Progress, ResultStore, config_field, parse_config, run_cells
 from theory.ddpm import AbstractBetaSchedule, CosineBetaSchedule, ExactEpsilon, LinearBetaSchedule
 from theory.diffusion_samplers import (
     AbstractDiffusionSampler,
@@ -146,50 +146,46 @@ GRID9_DATA_SCALE = math.sqrt(8.0 / 3.0 + 0.1)
 # Config.
 
 
-def _field(default, help_text: str, **metadata):
-    return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One run of the reverse-diffusion study."""
 
-    grid_modes: int = _field(9, "target: theory.gaussian_grid(K), K in {2, 4, 9} equal-weight N(m_k, 0.1 I)")
-    sde: AbstractSDE = _field(VPSDE(beta_min=0.1, beta_max=20.0), "forward SDE of the continuous samplers", parse=SDES)
-    schedule: AbstractBetaSchedule = _field(
+    grid_modes: int = config_field(9, "target: theory.gaussian_grid(K), K in {2, 4, 9} equal-weight N(m_k, 0.1 I)")
+    sde: AbstractSDE = config_field(VPSDE(beta_min=0.1, beta_max=20.0), "forward SDE of the continuous samplers", parse=SDES)
+    schedule: AbstractBetaSchedule = config_field(
         LinearBetaSchedule(), "beta schedule of DDPM and DDIM (Ho et al.: linear 1e-4..0.02, T=1000)", parse=SCHEDULES
     )
-    samplers: tuple[AbstractDiffusionSampler, ...] = _field(
+    samplers: tuple[AbstractDiffusionSampler, ...] = config_field(
         DEFAULT_SAMPLERS, f"comma-separated samplers from {list(SAMPLERS)}", parse=parse_samplers
     )
-    nfe_grid: tuple[int, ...] = _field(
+    nfe_grid: tuple[int, ...] = config_field(
         (10, 20, 50, 100, 200, 500, 1000),
         "target numbers of score evaluations; fixed-step samplers take NFE // (evaluations per step) "
         "steps; the adaptive ODE sweeps its own tolerances instead",
     )
-    seeds: tuple[int, ...] = _field((0, 1, 2), "seeds; each draws its own prior points, noise and reference sample")
-    n_samples: int = _field(1000, "points per sampler, budget and seed; also the size of the fresh target sample")
-    floor_repeats: int = _field(5, "independent target-sample pairs averaged in the W1 sampling floor")
-    network: EpsilonMLP = _field(
+    seeds: tuple[int, ...] = config_field((0, 1, 2), "seeds; each draws its own prior points, noise and reference sample")
+    n_samples: int = config_field(1000, "points per sampler, budget and seed; also the size of the fresh target sample")
+    floor_repeats: int = config_field(5, "independent target-sample pairs averaged in the W1 sampling floor")
+    network: EpsilonMLP = config_field(
         EpsilonMLP(width=128, depth=3, embedding_dim=32, data_scale=GRID9_DATA_SCALE),
         "eps_theta as WIDTH,DEPTH[,EMBEDDING_DIM] (SiLU MLP on [c_in(t) x, sinusoidal emb(t)])",
         parse=parse_network,
     )
-    train_steps: int = _field(6000, "Adam steps of the simple loss (fresh target draws every step)")
-    batch_size: int = _field(512, "examples per training step, one t ~ U[t_min, 1] each")
-    learning_rate: float = _field(1e-3, "Adam learning rate (Ho et al. 2e-4 for U-Nets; 1e-3 suits this MLP)")
-    train_t_min: float = _field(1e-3, "training times t ~ U[train_t_min, 1]; samplers must stop at t_end >= it")
-    ema_decay: float = _field(0.999, "exponential moving average of the weights (0: none)")
-    loss_record_every: int = _field(500, "training loss averaged over blocks of this many steps")
-    fisher_times: tuple[float, ...] = _field(
+    train_steps: int = config_field(6000, "Adam steps of the simple loss (fresh target draws every step)")
+    batch_size: int = config_field(512, "examples per training step, one t ~ U[t_min, 1] each")
+    learning_rate: float = config_field(1e-3, "Adam learning rate (Ho et al. 2e-4 for U-Nets; 1e-3 suits this MLP)")
+    train_t_min: float = config_field(1e-3, "training times t ~ U[train_t_min, 1]; samplers must stop at t_end >= it")
+    ema_decay: float = config_field(0.999, "exponential moving average of the weights (0: none)")
+    loss_record_every: int = config_field(500, "training loss averaged over blocks of this many steps")
+    fisher_times: tuple[float, ...] = config_field(
         (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0), "times t at which the learned score's Fisher divergence is measured"
     )
-    fisher_samples: int = _field(10_000, "draws of p_t per Fisher-divergence estimate")
-    snapshot_nfes: tuple[int, ...] = _field((10, 100, 1000), "sample clouds saved for the figure at these NFEs (nearest budget)")
-    snapshot_points: int = _field(500, "points saved per sample cloud")
-    trajectory_points: int = _field(8, "prior points whose reverse ODE and SDE paths are saved")
-    trajectory_steps: int = _field(100, "steps of the saved trajectories (Euler-Maruyama SDE, Heun ODE)")
-    draw_figures: bool = _field(True, "draw the figures into <run>/figures at the end (needs a store)")
+    fisher_samples: int = config_field(10_000, "draws of p_t per Fisher-divergence estimate")
+    snapshot_nfes: tuple[int, ...] = config_field((10, 100, 1000), "sample clouds saved for the figure at these NFEs (nearest budget)")
+    snapshot_points: int = config_field(500, "points saved per sample cloud")
+    trajectory_points: int = config_field(8, "prior points whose reverse ODE and SDE paths are saved")
+    trajectory_steps: int = config_field(100, "steps of the saved trajectories (Euler-Maruyama SDE, Heun ODE)")
+    draw_figures: bool = config_field(True, "draw the figures into <run>/figures at the end (needs a store)")
 
     def __post_init__(self):
         _validate(self)

@@ -42,7 +42,7 @@ from models.critics import (
 from models.generator import AbstractLatent, GaussianLatent, MLPGenerator, UniformLatent
 from models.lipschitz import measure_lipschitz
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas, train_replicas
-from studies.pipeline import Progress, ResultStore, parse_config, run_cells, write_text_atomically
+from studies.pipeline import Progress, ResultStore, config_field, parse_config, run_cells, write_text_atomically
 from theory.validation import check_count
 
 CRITICS: dict[str, AbstractCriticSpec] = {
@@ -58,40 +58,36 @@ LATENTS: dict[str, AbstractLatent] = {"uniform": UniformLatent(), "gaussian": Ga
 FLOOR_CELL = "sampling-floor"
 
 
-def _field(default, help: str, **metadata):
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One sweep over targets K, generator depths p and critic depths q."""
 
-    n_modes: tuple[int, ...] = _field((4, 9), "K: Gaussian-grid targets to sweep (each in 2, 4, 9)")
-    generator_depths: tuple[int, ...] = _field((2, 5), "p: generator depths (number of linear layers) to sweep")
-    critic_depths: tuple[int, ...] = _field((2, 5), "q: critic depths (number of linear layers) to sweep")
-    critic: AbstractCriticSpec = _field(
+    n_modes: tuple[int, ...] = config_field((4, 9), "K: Gaussian-grid targets to sweep (each in 2, 4, 9)")
+    generator_depths: tuple[int, ...] = config_field((2, 5), "p: generator depths (number of linear layers) to sweep")
+    critic_depths: tuple[int, ...] = config_field((2, 5), "q: critic depths (number of linear layers) to sweep")
+    critic: AbstractCriticSpec = config_field(
         BjorckGroupSort(depth=1),
         "critic family; its depth is replaced by each q",
         parse=CRITICS,
     )
-    generator_width: int = _field(30, "hidden width of the generator")
-    latent_dim: int = _field(1, "latent dimension of the generator")
-    latent: AbstractLatent = _field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
-    n_train: int = _field(5000, "n: size of the finite training set, drawn once per (K, seed)")
-    n_steps: int = _field(4000, "generator steps")
-    eval_every: int = _field(1000, "evaluate every this many generator steps (and at 0 and the end)")
-    batch_size: int = _field(256, "batch size for real and fake points")
-    critic_steps: int = _field(3, "critic steps per generator step")
-    lr_critic: float = _field(0.0025, "critic learning rate (Adam)")
-    lr_generator: float = _field(0.001, "generator learning rate (Adam)")
-    adam_b1: float = _field(0.5, "Adam beta1")
-    adam_b2: float = _field(0.5, "Adam beta2")
-    n_seeds: int = _field(3, "independent replicates per (K, p, q), trained in one vmapped program")
-    seed: int = _field(0, "root PRNG seed")
-    eval_points: int = _field(1024, "m: generated and target points per W1 evaluation")
-    eval_repeats: int = _field(5, "independent W1 evaluations averaged (mean and 95% t-interval)")
-    lipschitz_probes: int = _field(2048, "probe points for the critic's measured Lipschitz constant")
-    draw_figures: bool = _field(True, "draw the figures at the end (python -m figures.wgan_capacity redraws them)")
+    generator_width: int = config_field(30, "hidden width of the generator")
+    latent_dim: int = config_field(1, "latent dimension of the generator")
+    latent: AbstractLatent = config_field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
+    n_train: int = config_field(5000, "n: size of the finite training set, drawn once per (K, seed)")
+    n_steps: int = config_field(4000, "generator steps")
+    eval_every: int = config_field(1000, "evaluate every this many generator steps (and at 0 and the end)")
+    batch_size: int = config_field(256, "batch size for real and fake points")
+    critic_steps: int = config_field(3, "critic steps per generator step")
+    lr_critic: float = config_field(0.0025, "critic learning rate (Adam)")
+    lr_generator: float = config_field(0.001, "generator learning rate (Adam)")
+    adam_b1: float = config_field(0.5, "Adam beta1")
+    adam_b2: float = config_field(0.5, "Adam beta2")
+    n_seeds: int = config_field(3, "independent replicates per (K, p, q), trained in one vmapped program")
+    seed: int = config_field(0, "root PRNG seed")
+    eval_points: int = config_field(1024, "m: generated and target points per W1 evaluation")
+    eval_repeats: int = config_field(5, "independent W1 evaluations averaged (mean and 95% t-interval)")
+    lipschitz_probes: int = config_field(2048, "probe points for the critic's measured Lipschitz constant")
+    draw_figures: bool = config_field(True, "draw the figures at the end (python -m figures.wgan_capacity redraws them)")
 
     def __post_init__(self):
         _check_tuple("n_modes", self.n_modes)
