@@ -263,6 +263,37 @@ class MixtureOfGaussians(AbstractDensity):
         return (means - spread).min(axis=0), (means + spread).max(axis=0)
 
 
+def score_at_point(law: Gaussian | MixtureOfGaussians, x: Float[Array, " d"]) -> Float[Array, " d"]:
+    """grad log p(x) at ONE point for a Gaussian or a mixture, through precision matrices.
+
+    grad log p(x) = -sum_k r_k(x) P_k (x - m_k),  P_k = S_k^{-1},
+    r = softmax_k(log w_k - (x - m_k)^T P_k (x - m_k) / 2 - log det S_k / 2).
+
+    The same closed form as `law.score`, arranged for samplers that vmap a one-point
+    score over many chains or particles: the K precisions do not depend on x, so under
+    `jax.vmap` they are computed once per call and each point costs a few K x d x d
+    contractions instead of K batched triangular solves (5-20x faster on CPU, see
+    benchmarks/langevin_score_kernels.py). Stable far from the modes (softmax of logits).
+
+    Args:
+        law: a `Gaussian` or `MixtureOfGaussians`.
+        x: Float[Array, "d"], one point.
+
+    Returns:
+        Float[Array, "d"].
+    """
+    if isinstance(law, Gaussian):
+        weights, means, covs = jnp.ones(1, law.mean.dtype), law.mean[None], law.cov[None]
+    else:
+        weights, means, covs = law.weights, law.means, law.covs
+    precisions = jnp.linalg.inv(covs)  # (K, d, d), unbatched under vmap over x
+    _, log_dets = jnp.linalg.slogdet(covs)
+    diff = x - means  # (K, d)
+    pulled = jnp.einsum("kij,kj->ki", precisions, diff)  # P_k (x - m_k)
+    logits = jnp.log(weights) - 0.5 * jnp.sum(diff * pulled, axis=-1) - 0.5 * log_dets
+    return -jnp.einsum("k,ki->i", jax.nn.softmax(logits), pulled)
+
+
 def mixture(components: list[Gaussian | MixtureOfGaussians], weights) -> MixtureOfGaussians:
     """The law sum_i weights[i] components[i], itself a mixture of Gaussians.
 
@@ -305,6 +336,7 @@ __all__ = [
     "Gaussian",
     "MixtureOfGaussians",
     "mixture",
+    "score_at_point",
     "to_float64",
     "is_concrete",
 ]

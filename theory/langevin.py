@@ -34,7 +34,7 @@ import numpy as np
 import scipy.stats
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from theory.distributions import MixtureOfGaussians
+from theory.distributions import MixtureOfGaussians, score_at_point
 from theory.divergences import kl
 from theory.estimate import Estimate
 from theory.targets import ncsn_component_std_schedule
@@ -248,31 +248,10 @@ class ConvolvedMeans(AbstractNoiseFamily):
         return np.asarray(sigma, np.float64) ** 2
 
 
-def _mixture_score_at(law: MixtureOfGaussians, x: Float[Array, " d"]) -> Float[Array, " d"]:
-    """grad log p(x) of a Gaussian mixture at ONE point, through precision matrices.
-
-    grad log p(x) = sum_k r_k(x) P_k (m_k - x), P_k = S_k^{-1},
-    r = softmax_k(log w_k - (m_k - x)^T P_k (m_k - x) / 2 - log det S_k / 2).
-
-    The same closed form as `MixtureOfGaussians.score`, written for a sampler that vmaps
-    a one-point score over thousands of chains: the K precisions do not depend on x, so
-    under `jax.vmap` they are computed once per step and each chain costs a few small
-    matrix-vector products, where the triangular solves of the general method batch
-    poorly on CPU (10-20x slower for the NCSN protocol on 2 CPU cores, see
-    benchmarks/langevin_score_kernels.py). Tested against `law.score`.
-    """
-    precisions = jnp.linalg.inv(law.covs)  # (K, d, d), unbatched under vmap over x
-    log_dets = 2.0 * jnp.sum(jnp.log(jnp.diagonal(law.chols, axis1=-2, axis2=-1)), axis=-1)
-    offsets = law.means - x  # (K, d)
-    pulled = jnp.einsum("kij,kj->ki", precisions, offsets)  # P_k (m_k - x)
-    logits = jnp.log(law.weights) - 0.5 * jnp.sum(offsets * pulled, axis=-1) - 0.5 * log_dets
-    return jax.nn.softmax(logits) @ pulled
-
-
 class ExactScore(eqx.Module):
     """The exact score s(x) = grad_x log p(x) of a Gaussian mixture, for ONE point.
 
-    Same values as `law.score`, computed by `_mixture_score_at` (fast under vmap).
+    Same values as `law.score`, computed by `theory.distributions.score_at_point` (fast under vmap).
 
     Args:
         law: the mixture.
@@ -282,7 +261,7 @@ class ExactScore(eqx.Module):
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """grad log p at one point x, shape (d,)."""
-        return _mixture_score_at(self.law, jnp.asarray(x, self.law.means.dtype))
+        return score_at_point(self.law, jnp.asarray(x, self.law.means.dtype))
 
 
 class ExactNoiseConditionalScore(eqx.Module):
@@ -299,7 +278,7 @@ class ExactNoiseConditionalScore(eqx.Module):
     def __call__(self, x: Float[Array, " d"], sigma: Float[Array, ""]) -> Float[Array, " d"]:
         """The exact score of p_sigma at one point x, shape (d,)."""
         law = self.family.law(self.target, sigma)
-        return _mixture_score_at(law, jnp.asarray(x, law.means.dtype))
+        return score_at_point(law, jnp.asarray(x, law.means.dtype))
 
 
 # --------------------------------------------------------------------------------------
