@@ -101,7 +101,40 @@ class AbstractSDE(eqx.Module):
         return self.noised_target(target, t).score(x)
 
 
-class VPSDE(AbstractSDE):
+class _AbstractLinearBetaSDE(AbstractSDE):
+    """The VP family: drift -beta(t) x / 2 with beta linear in t, mean scale
+    m(t) = exp(-B(t) / 2), B(t) = int_0^t beta, and prior N(0, I). Subclasses choose the
+    diffusion (and with it s(t))."""
+
+    beta_min: eqx.AbstractVar[float]
+    beta_max: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        _require_positive_finite("beta_min", self.beta_min)
+        _require_positive_finite("beta_max", self.beta_max)
+        _require_positive_finite("t_max", self.t_max)
+        if self.beta_max < self.beta_min:
+            raise ValueError(f"beta_max must be >= beta_min={self.beta_min}, got {self.beta_max}")
+
+    def beta(self, t):
+        """beta(t) = beta_min + t (beta_max - beta_min)."""
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t):
+        """B(t) = int_0^t beta(s) ds."""
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+    def drift(self, x, t):
+        return -0.5 * self.beta(t) * x
+
+    def marginal_scale(self, t):
+        return jnp.exp(-0.5 * self.integrated_beta(t))
+
+    def prior(self, dim: int) -> Gaussian:
+        return Gaussian(jnp.zeros(dim), jnp.eye(dim))
+
+
+class VPSDE(_AbstractLinearBetaSDE):
     """Variance-preserving SDE, the continuous limit of DDPM.
 
     beta(t) = beta_min + t (beta_max - beta_min),   B(t) = int_0^t beta = beta_min t + (beta_max - beta_min) t^2 / 2,
@@ -120,43 +153,19 @@ class VPSDE(AbstractSDE):
     beta_max: float = eqx.field(static=True, default=20.0)
     t_max: float = eqx.field(static=True, default=1.0)
 
-    def __check_init__(self):
-        _require_positive_finite("beta_min", self.beta_min)
-        _require_positive_finite("beta_max", self.beta_max)
-        _require_positive_finite("t_max", self.t_max)
-        if self.beta_max < self.beta_min:
-            raise ValueError(f"beta_max must be >= beta_min={self.beta_min}, got {self.beta_max}")
-
-    def beta(self, t):
-        """beta(t) = beta_min + t (beta_max - beta_min)."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integrated_beta(self, t):
-        """B(t) = int_0^t beta(s) ds."""
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift(self, x, t):
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t):
         return jnp.sqrt(self.beta(t))
-
-    def marginal_scale(self, t):
-        return jnp.exp(-0.5 * self.integrated_beta(t))
 
     def marginal_std(self, t):
         # -expm1 keeps s(t) accurate for small t, where 1 - exp(-B) cancels.
         return jnp.sqrt(-jnp.expm1(-self.integrated_beta(t)))
-
-    def prior(self, dim: int) -> Gaussian:
-        return Gaussian(jnp.zeros(dim), jnp.eye(dim))
 
     def time_at_noise_ratio(self, ratio):
         # s^2 / m^2 = exp(B) - 1 = ratio^2  <=>  B(t) = log(1 + ratio^2).
         return _time_at_integrated_beta(self, jnp.log1p(jnp.asarray(ratio) ** 2))
 
 
-class SubVPSDE(AbstractSDE):
+class SubVPSDE(_AbstractLinearBetaSDE):
     """Sub-variance-preserving SDE: the VP drift with a smaller diffusion.
 
     dx = -beta(t) x / 2 dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dW,
@@ -173,35 +182,11 @@ class SubVPSDE(AbstractSDE):
     beta_max: float = eqx.field(static=True, default=20.0)
     t_max: float = eqx.field(static=True, default=1.0)
 
-    def __check_init__(self):
-        _require_positive_finite("beta_min", self.beta_min)
-        _require_positive_finite("beta_max", self.beta_max)
-        _require_positive_finite("t_max", self.t_max)
-        if self.beta_max < self.beta_min:
-            raise ValueError(f"beta_max must be >= beta_min={self.beta_min}, got {self.beta_max}")
-
-    def beta(self, t):
-        """beta(t) = beta_min + t (beta_max - beta_min)."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integrated_beta(self, t):
-        """B(t) = int_0^t beta(s) ds."""
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift(self, x, t):
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t):
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.integrated_beta(t)))
 
-    def marginal_scale(self, t):
-        return jnp.exp(-0.5 * self.integrated_beta(t))
-
     def marginal_std(self, t):
         return -jnp.expm1(-self.integrated_beta(t))
-
-    def prior(self, dim: int) -> Gaussian:
-        return Gaussian(jnp.zeros(dim), jnp.eye(dim))
 
     def time_at_noise_ratio(self, ratio):
         # s / m = (1 - m^2) / m = ratio  <=>  m = (sqrt(ratio^2 + 4) - ratio) / 2,
@@ -211,7 +196,7 @@ class SubVPSDE(AbstractSDE):
         return _time_at_integrated_beta(self, -2.0 * jnp.log(scale))
 
 
-def _time_at_integrated_beta(sde: VPSDE | SubVPSDE, integrated):
+def _time_at_integrated_beta(sde: _AbstractLinearBetaSDE, integrated):
     """Solve beta_min t + (beta_max - beta_min) t^2 / 2 = integrated for t >= 0."""
     slope = sde.beta_max - sde.beta_min
     if slope == 0.0:
