@@ -1,0 +1,294 @@
+"""Cells that declare what they need, artifacts built once and verified, and the driver.
+
+A study is a list of :class:`Cell`: an id, a function returning tidy rows, the
+coordinates it stands for (added to each of its rows), and the names of what it needs.
+What a cell needs is passed to its function as keyword arguments: an :class:`Artifact`
+by its name (a trained network, say), or the built-in ``progress``. An artifact is
+built the first time a cell that needs it runs, saved through the store with its
+SHA-256 and loaded, verified, by later cells and later sessions; nothing is shared
+through hidden state, and a resumed run whose network-dependent cells are all done
+never trains the network.
+
+A cell (or an artifact it needs) that raises :class:`Diverged` is saved as diverged:
+one row per cell with ``metric = "diverged"`` and the reason, status ``diverged`` in
+its record, and the sweep goes on; cells that need nothing diverged still run. Any
+other exception, Ctrl-C or SIGTERM stops the sweep after everything finished has been
+saved, and the session's status and error go into ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from studies.kit.progress import Progress
+from studies.kit.store import DamagedFileError, ResultStore, Rows, rows_to_frame, validate_cell_id
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = ["Artifact", "Cell", "Diverged", "equinox_artifact", "run_cells"]
+
+_BUILT_INS = ("progress",)
+
+
+class Diverged(Exception):
+    """Training diverged (non-finite loss or parameters, or a distance beyond its bound)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A value some cells need, built once per run and kept in the store, verified.
+
+    Args:
+        name: its file name in ``artifacts/`` (safe characters only).
+        build: makes the value; called with what ``needs`` names as keyword arguments.
+            Raises :class:`Diverged` if the training behind it diverged.
+        encode, decode: the value to bytes and back (e.g. Equinox serialisation).
+        needs: names of other artifacts (or ``progress``) that ``build`` takes.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], Any]
+    needs: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One unit of a sweep.
+
+    Args:
+        id: a filesystem-safe id, unique in the sweep, e.g. ``"K=4_p=2_q=5"``.
+        fn: returns the cell's tidy rows; called with what ``needs`` names.
+        needs: names of artifacts (or ``progress``) the function takes.
+        coords: the swept coordinates the cell stands for; each is added to every row
+            that lacks it (and to the row of a diverged cell).
+    """
+
+    id: str
+    fn: Callable[..., Rows]
+    needs: tuple[str, ...] = ()
+    coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Resolver:
+    """Builds, saves, loads and caches the artifacts of one session."""
+
+    def __init__(self, store: ResultStore | None, artifacts: Mapping[str, Artifact], progress: Progress):
+        self.store, self.artifacts, self.progress = store, artifacts, progress
+        self.values: dict[str, Any] = {}
+        self.failures: dict[str, str] = {}
+        self.digests: dict[str, str] = {}
+
+    def get(self, name: str) -> Any:
+        if name == "progress":
+            return self.progress
+        if name in self.failures:
+            raise Diverged(self.failures[name])
+        if name in self.values:
+            return self.values[name]
+        artifact = self.artifacts[name]
+        with self._file_lock(name):
+            record = self.store.artifact_record(name) if self.store is not None else None
+            if record is not None and record.get("status") == "diverged":
+                self.failures[name] = f"{name} diverged: {record.get('reason')}"
+                raise Diverged(self.failures[name])
+            if record is not None:
+                data = self.store.load_artifact(name)
+                try:
+                    value = artifact.decode(data)
+                except Exception as error:
+                    path = self.store.artifacts_dir / name
+                    raise DamagedFileError(path, f"cannot be decoded ({type(error).__name__}: {error})") from None
+                self.digests[name] = record["sha256"]
+            else:
+                needs = {need: self.get(need) for need in artifact.needs}
+                try:
+                    value = artifact.build(**needs)
+                except Diverged as error:
+                    self.failures[name] = f"{name} diverged: {error}"
+                    if self.store is not None:
+                        self.store.save_artifact(name, b"", status="diverged", reason=str(error))
+                    raise Diverged(self.failures[name]) from None
+                data = artifact.encode(value)
+                if self.store is not None:
+                    self.digests[name] = self.store.save_artifact(name, data)
+                    value = artifact.decode(data)  # what later sessions will load, exactly
+        self.values[name] = value
+        return value
+
+    @contextlib.contextmanager
+    def _file_lock(self, name: str):
+        # Processes of a multi-host run share the directory: one builds, the others wait.
+        if self.store is None or fcntl is None:
+            yield
+            return
+        with open(self.store.artifacts_dir / f".{name}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _with_coords(frame: pd.DataFrame, coords: Mapping[str, Any]) -> pd.DataFrame:
+    for position, (name, value) in enumerate(coords.items()):
+        if name not in frame.columns:
+            frame.insert(min(position, len(frame.columns)), name, value)
+    return frame
+
+
+def run_cells(
+    store: ResultStore | None,
+    cells: Sequence[Cell],
+    *,
+    artifacts: Sequence[Artifact] = (),
+    progress: Progress | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    metadata: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run the cells not yet done, saving each as it finishes; close the store's session.
+
+    Everything is checked before anything runs: ids safe and unique, every need known,
+    the process partition valid. In a multi-host run (``process_count > 1``) cell ``i``
+    (in the order given) runs on process ``i % process_count``; all share one results
+    directory. The store's session is closed at the end, also on failure: status
+    ``complete``, ``interrupted`` (Ctrl-C or SIGTERM) or ``failed`` with the error.
+
+    Args:
+        store: where to save; ``None`` runs every cell in memory and saves nothing.
+        cells: the sweep.
+        artifacts: what cells may need, by name.
+        progress: the progress printer (default: one on stderr).
+        process_index, process_count: this process's share of the sweep.
+        metadata: extra facts for ``metadata.json``.
+
+    Returns:
+        The saved rows of all done cells, in the order of ``cells`` (in memory: the rows
+        of every cell).
+    """
+    ids = [validate_cell_id(cell.id) for cell in cells]
+    repeated = sorted({cell_id for cell_id in ids if ids.count(cell_id) > 1})
+    if repeated:
+        raise ValueError(f"cell ids must be unique, repeated: {repeated}")
+    by_name = {artifact.name: artifact for artifact in artifacts}
+    for artifact in artifacts:
+        validate_cell_id(artifact.name, what="artifact name")
+    for owner, needs in [(c.id, c.needs) for c in cells] + [(a.name, a.needs) for a in artifacts]:
+        unknown = [need for need in needs if need not in by_name and need not in _BUILT_INS]
+        if unknown:
+            raise ValueError(f"{owner} needs {unknown}, which no artifact provides (known: {sorted(by_name)})")
+    if not (isinstance(process_count, int) and process_count >= 1 and 0 <= process_index < process_count):
+        raise ValueError(f"process_index must be in [0, process_count={process_count}), got {process_index}")
+    mine = [cell for i, cell in enumerate(cells) if i % process_count == process_index]
+    done = {cell.id for cell in mine if store is not None and store.is_done(cell.id)}
+    if progress is None:
+        progress = Progress(len(mine), len(done))
+    if done:
+        progress.note(f"resuming {store.run_dir}: {len(done)}/{len(mine)} cells already done")
+    resolver = _Resolver(store, by_name, progress)
+    in_memory: dict[str, pd.DataFrame] = {}
+    status, failure = "failed", None
+    try:
+        with _sigterm_as_interrupt():
+            for cell in mine:
+                if cell.id in done:
+                    continue
+                progress.start_cell(cell.id)
+                started = time.perf_counter()
+                try:
+                    needs = {need: resolver.get(need) for need in cell.needs}
+                    frame = rows_to_frame(cell.fn(**needs))
+                    cell_status = "ok"
+                except Diverged as error:
+                    frame = pd.DataFrame([{"metric": "diverged", "value": 1.0, "reason": str(error)}])
+                    cell_status = "diverged"
+                frame = _with_coords(frame, cell.coords)
+                wall_time_s = time.perf_counter() - started
+                if store is None:
+                    in_memory[cell.id] = frame
+                else:
+                    used = {need: resolver.digests[need] for need in cell.needs if need in resolver.digests}
+                    store.save_cell(cell.id, frame, wall_time_s=wall_time_s, status=cell_status,
+                                    phases=progress.phases, artifacts=used)
+                progress.finish_cell(cell.id, wall_time_s, status=cell_status)
+        status = "complete"
+    except KeyboardInterrupt as error:
+        status, failure = ("interrupted (SIGTERM)" if isinstance(error, _Interrupted) else "interrupted"), error
+        raise
+    except BaseException as error:
+        failure = error
+        raise
+    finally:
+        if store is not None:
+            store.close(status, error=failure, extra={
+                "cells_total": len(ids),
+                "cells_this_process": len(mine),
+                "cells_done": sum(store.is_done(cell_id) for cell_id in ids),
+                **(metadata or {}),
+            })
+    if store is not None:
+        return store.table(ids)
+    frames = [in_memory[cell.id] for cell in mine]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def equinox_artifact(name: str, build: Callable[..., Any], like: Callable[[], Any], *, needs: tuple[str, ...] = ()) -> Artifact:
+    """An :class:`Artifact` holding an Equinox module (or any PyTree of arrays).
+
+    Args:
+        name: its file name, e.g. ``"epsilon_network.eqx"``.
+        build: trains and returns the module.
+        like: returns a module of the same structure (the template its leaves are read
+            into; a truncated or reshaped file fails to decode and is reported by name).
+        needs: what ``build`` takes.
+    """
+    import io
+
+    import equinox as eqx
+
+    def encode(module: Any) -> bytes:
+        buffer = io.BytesIO()
+        eqx.tree_serialise_leaves(buffer, module)
+        return buffer.getvalue()
+
+    def decode(data: bytes) -> Any:
+        buffer = io.BytesIO(data)
+        module = eqx.tree_deserialise_leaves(buffer, like())
+        if buffer.read(1):
+            raise ValueError("trailing bytes after the last leaf")
+        return module
+
+    return Artifact(name=name, build=build, encode=encode, decode=decode, needs=needs)
