@@ -11,26 +11,20 @@ against target points for a few cells. Each as PDF and PNG.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+import theory
+from figures.command import NothingToDrawError, figure_main
 from figures.style import apply_style, save_figure
-
-
-def load_table(run_dir: pathlib.Path) -> pd.DataFrame:
-    """The run's tidy table: results.csv, or the saved cells if the run was interrupted."""
-    run_dir = pathlib.Path(run_dir)
-    cells = sorted((run_dir / "cells").glob("*.csv"))
-    if not cells:
-        raise FileNotFoundError(f"no saved results in {run_dir} (expected {run_dir / 'cells'}/*.csv)")
-    return pd.concat([pd.read_csv(path) for path in cells], ignore_index=True)
+from studies import kit
 
 
 def _final_w1(table: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of every seed (NaN where the seed diverged)."""
     w1 = table[table["metric"] == "w1"]
     last = w1.groupby(["K", "p", "q", "seed"])["step"].transform("max")
     return w1[w1["step"] == last]
@@ -46,9 +40,12 @@ def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
     ks = sorted(final["K"].unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False, layout="constrained")
     for ax, k in zip(axes[0], ks):
-        cell = final[final["K"] == k].groupby(["p", "q"])["value"]
-        mean = cell.mean().unstack("q").sort_index(ascending=False)
-        sd = cell.std().unstack("q").reindex_like(mean)
+        intervals = {
+            (p, q): kit.over_replicates(group["value"].to_numpy())
+            for (p, q), group in final[final["K"] == k].groupby(["p", "q"])
+        }
+        mean = pd.Series({pq: i.value for pq, i in intervals.items()}).unstack().sort_index(ascending=False)
+        mean.index.name, mean.columns.name = "p", "q"
         floor = floors.get(k, np.nan)
         # The scale starts at 0 so that the floor (the best a perfect generator can
         # score at this sample size) sits visibly on it.
@@ -57,12 +54,17 @@ def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
         ax.set_yticks(range(mean.shape[0]), [str(int(p)) for p in mean.index])
         ax.set_xlabel("critic depth q")
         ax.set_ylabel("generator depth p")
-        for i in range(mean.shape[0]):
-            for j in range(mean.shape[1]):
-                text = f"{mean.values[i, j]:.3f}"
-                if np.isfinite(sd.values[i, j]):
-                    text += f"\n±{sd.values[i, j]:.3f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white")
+        for i, p in enumerate(mean.index):
+            for j, q in enumerate(mean.columns):
+                interval = intervals.get((p, q))
+                if interval is None:
+                    continue
+                text = f"{interval.value:.3f}" if np.isfinite(interval.value) else "n/a"
+                if np.isfinite(interval.error):
+                    text += f"\n±{interval.error:.3f}"
+                if interval.n_diverged:
+                    text += f"\n{interval.n_diverged}/{interval.n + interval.n_diverged} div."
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if np.isfinite(interval.value) else "black")
         bar = fig.colorbar(image, ax=ax)
         bar.set_label("final W1")
         if np.isfinite(floor):
@@ -70,7 +72,7 @@ def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
             bar.ax.text(0.5, floor, " floor", color="red", fontsize=7, va="bottom", transform=bar.ax.get_yaxis_transform())
         ax.set_title(f"K = {int(k)}: exact W1, floor {floor:.3f}")
         ax.grid(False)
-    fig.suptitle("Exact W1 (POT) of the trained generator, mean ± sd over seeds; red line: sampling floor")
+    fig.suptitle("Exact W1 (POT) of the trained generator, mean ± s.e. over seeds (diverged seeds counted); red line: sampling floor")
     return save_figure(fig, out_dir / "w1_heatmaps")
 
 
@@ -82,7 +84,7 @@ def learning_curves(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
     for ax, k in zip(axes[0], ks):
         sub = w1[w1["K"] == k]
         for (p, q), group in sub.groupby(["p", "q"]):
-            curve = group.groupby("step")["value"].agg(["mean", "min", "max"])
+            curve = group.groupby("step")["value"].agg(["mean", "min", "max"])  # NaN (diverged) seeds skipped here, counted in the heatmap
             line = ax.plot(curve.index, curve["mean"], label=f"p={int(p)}, q={int(q)}")[0]
             ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
         if k in floors:
@@ -113,11 +115,10 @@ def metric_discrepancy(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathl
     return save_figure(fig, out_dir / "critic_vs_exact_w1")
 
 
-def scatter_plots(run_dir: pathlib.Path, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
-    files = sorted((run_dir / "samples").glob("*.csv"))
-    if not files:
+def scatter_plots(table: pd.DataFrame, config: dict, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
+    samples = table[table["metric"] == "sample"]
+    if samples.empty:
         return []
-    samples = pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
     cells = samples[["p", "q"]].drop_duplicates().sort_values(["p", "q"]).values.tolist()
     if len(cells) > max_cells:  # the corners of the (p, q) grid
         ps, qs = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
@@ -125,16 +126,21 @@ def scatter_plots(run_dir: pathlib.Path, out_dir: pathlib.Path, max_cells: int =
     ks = sorted(samples["K"].unique())
     fig, axes = plt.subplots(len(ks), len(cells), figsize=(2.8 * len(cells), 2.8 * len(ks)), squeeze=False)
     for row, k in enumerate(ks):
+        # The axes frame the target rebuilt from the saved config, not retyped here.
+        target = theory.gaussian_grid(int(k))
+        means = np.asarray(target.means)
+        pad = 4 * float(np.sqrt(np.max(np.asarray(target.covs))))
+        low, high = means.min() - pad, means.max() + pad
         for col, (p, q) in enumerate(cells):
             ax = axes[row][col]
             sub = samples[(samples["K"] == k) & (samples["p"] == p) & (samples["q"] == q)]
-            target = sub[sub["source"] == "target"]
+            points = sub[sub["source"] == "target"]
             generated = sub[sub["source"] == "generated"]
-            ax.scatter(target["x"], target["y"], s=2, color="0.6", label="target")
+            ax.scatter(points["x"], points["y"], s=2, color="0.6", label="target")
             ax.scatter(generated["x"], generated["y"], s=2, color="C3", label="generated")
             ax.set_title(f"K={int(k)}, p={int(p)}, q={int(q)}", fontsize=9)
-            ax.set_xlim(-4, 4)
-            ax.set_ylim(-4, 4)
+            ax.set_xlim(low, high)
+            ax.set_ylim(low, high)
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -143,29 +149,26 @@ def scatter_plots(run_dir: pathlib.Path, out_dir: pathlib.Path, max_cells: int =
 
 
 def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths."""
-    run_dir = pathlib.Path(run_dir)
-    table = load_table(run_dir)
-    out_dir = run_dir / "figures"
+    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
+
+    Raises:
+        NothingToDrawError: if no trained cell is saved yet (only the floors).
+    """
+    run = kit.load_run(run_dir, study="wgan_capacity")
+    table = run.table
+    if not (table["metric"] == "w1").any():
+        raise NothingToDrawError(f"{run.run_dir} holds no trained cell yet (only {sorted(run.records)}): nothing to draw")
+    out_dir = run.run_dir / "figures"
     apply_style()
-    paths = []
-    if (table["metric"] == "w1").any():
-        paths += heatmaps(table, out_dir)
-        paths += learning_curves(table, out_dir)
-        paths += metric_discrepancy(table, out_dir)
-    paths += scatter_plots(run_dir, out_dir)
+    paths = heatmaps(table, out_dir)
+    paths += learning_curves(table, out_dir)
+    paths += metric_discrepancy(table, out_dir)
+    paths += scatter_plots(table, run.config, out_dir)
     return paths
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m figures.wgan_capacity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results_dir", type=pathlib.Path, help="a run directory, e.g. results/wgan_capacity/quick")
-    args = parser.parse_args(argv)
-    if not (args.results_dir / "cells").is_dir():
-        parser.error(f"results_dir must be a run directory holding cells/, got {str(args.results_dir)!r}")
-    for path in draw(args.results_dir):
-        print(path)
+    figure_main(draw, prog="python -m figures.wgan_capacity", description=__doc__, argv=argv)
 
 
 if __name__ == "__main__":

@@ -199,7 +199,10 @@ def _option(field: dataclasses.Field, annotation: Any, default: Any) -> Any:
         str_from_instance=lambda value: [_format(value, names)],
         choices=choices,
     )
-    return (field.name, Annotated[Any, spec, tyro.conf.arg(help=help_text)], dataclasses.field(default=default))
+    # A factory rather than a default: tyro warns about non-frozen component objects as
+    # defaults (Equinox modules are immutable, but not frozen dataclasses in its eyes).
+    return (field.name, Annotated[Any, spec, tyro.conf.arg(help=help_text)],
+            dataclasses.field(default_factory=lambda: default))
 
 
 def _module_name(config_cls: type) -> str | None:

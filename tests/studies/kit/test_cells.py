@@ -1,0 +1,137 @@
+"""studies.kit.cells: resume, needs and artifacts, divergence, interruption, partitioning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from studies import kit
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    n: int = kit.config_field(3, "n")
+
+
+def _store(path):
+    return kit.ResultStore(path, Config(), study="toy")
+
+
+def _artifact(calls, *, diverge=False):
+    def build():
+        calls.append("build")
+        if diverge:
+            raise kit.Diverged("loss became nan at step 7")
+        return {"w": 2.0}
+
+    return kit.Artifact("net.json", build, encode=lambda v: json.dumps(v).encode(), decode=lambda b: json.loads(b))
+
+
+def test_cells_resume_and_an_artifact_is_built_once_then_loaded_verified(tmp_path):
+    calls = []
+    cells = [
+        kit.Cell("free", lambda: [{"metric": "m", "value": 1.0}], coords={"K": 4}),
+        kit.Cell("uses-net", lambda **needs: [{"metric": "w", "value": needs["net.json"]["w"]}], needs=("net.json",)),
+        kit.Cell("uses-net-too", lambda **needs: [{"metric": "w", "value": needs["net.json"]["w"] + 1}], needs=("net.json",)),
+    ]
+    table = kit.run_cells(_store(tmp_path / "r"), cells, artifacts=[_artifact(calls)])
+    assert calls == ["build"] and list(table["value"]) == [1.0, 2.0, 3.0]
+    assert list(table["K"].fillna(-1)) == [4, -1, -1]  # coords added to the cell's rows
+    record = json.loads((tmp_path / "r" / "cells" / "uses-net.json").read_text())
+    assert len(record["artifacts"]["net.json"]) == 64
+    # Resume: nothing runs, nothing is built.
+    again = kit.run_cells(_store(tmp_path / "r"), [dataclasses.replace(c, fn=lambda **k: pytest.fail("reran")) for c in cells],
+                          artifacts=[_artifact(calls)])
+    assert calls == ["build"] and len(again) == 3
+
+
+def test_a_damaged_artifact_is_named_not_used(tmp_path):
+    calls = []
+    cells = [kit.Cell(f"c{i}", lambda **needs: [{"value": needs["net.json"]["w"]}], needs=("net.json",)) for i in range(2)]
+    store = _store(tmp_path / "r")
+    with pytest.raises(KeyboardInterrupt):
+        def interrupt_second(**needs):
+            raise KeyboardInterrupt
+        kit.run_cells(store, [cells[0], dataclasses.replace(cells[1], fn=interrupt_second)], artifacts=[_artifact(calls)])
+    (tmp_path / "r" / "artifacts" / "net.json").write_text('{"w": 9.0}')  # swapped after saving
+    with pytest.raises(kit.DamagedFileError, match=r"net\.json"):
+        kit.run_cells(_store(tmp_path / "r"), cells, artifacts=[_artifact(calls)])
+
+
+def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
+    calls = []
+    cells = [
+        kit.Cell("needs-net", lambda **needs: pytest.fail("ran without its network"), needs=("net.json",), coords={"seed": 0}),
+        kit.Cell("itself-diverges", lambda: (_ for _ in ()).throw(kit.Diverged("W1 = 1e6 > 75"))),
+        kit.Cell("independent", lambda: [{"metric": "m", "value": 1.0}]),
+    ]
+    table = kit.run_cells(_store(tmp_path / "r"), cells, artifacts=[_artifact(calls, diverge=True)])
+    diverged = table[table["metric"] == "diverged"]
+    assert len(diverged) == 2 and "nan at step 7" in diverged["reason"].iloc[0]
+    assert (table["metric"] == "m").sum() == 1
+    metadata = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    assert metadata["cells_diverged"] == ["itself-diverges", "needs-net"]
+    # A rerun does not retrain the diverged network: its failure is recorded.
+    kit.run_cells(_store(tmp_path / "r"), cells, artifacts=[_artifact(calls, diverge=True)])
+    assert calls == ["build"]
+
+
+def test_an_exception_is_recorded_after_saving_what_finished(tmp_path):
+    cells = [kit.Cell("ok", lambda: [{"value": 1.0}]), kit.Cell("bad", lambda: 1 / 0)]
+    with pytest.raises(ZeroDivisionError):
+        kit.run_cells(_store(tmp_path / "r"), cells)
+    metadata = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    assert metadata["sessions"][-1]["status"] == "failed"
+    assert metadata["sessions"][-1]["error"]["type"] == "ZeroDivisionError"
+    assert metadata["extra"]["cells_done"] == 1 and (tmp_path / "r" / "results.csv").exists()
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    script = textwrap.dedent(f"""
+        import dataclasses, os, signal, sys
+        sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parents[3])!r})
+        from studies import kit
+        @dataclasses.dataclass(frozen=True)
+        class Config:
+            n: int = 3
+        def second():
+            os.kill(os.getpid(), signal.SIGTERM)
+            return [{{"value": 2.0}}]
+        kit.run_cells(kit.ResultStore({str(tmp_path / 'r')!r}, Config(), study="toy"),
+                      [kit.Cell("first", lambda: [{{"value": 1.0}}]), kit.Cell("second", second)])
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    metadata = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    assert metadata["sessions"][-1]["status"] == "interrupted (SIGTERM)"
+    assert (tmp_path / "r" / "results.csv").exists() and (tmp_path / "r" / "cells" / "first.csv").exists()
+    assert not (tmp_path / "r" / ".lock").read_text()  # released
+
+
+def test_cells_are_partitioned_over_processes_into_one_directory(tmp_path):
+    cells = [kit.Cell(f"c{i}", lambda i=i: [{"value": float(i)}]) for i in range(5)]
+    for index in (0, 1):
+        store = kit.ResultStore(tmp_path / "r", Config(), study="toy", process_index=index)
+        kit.run_cells(store, cells, process_index=index, process_count=2)
+    assert sorted(p.stem for p in (tmp_path / "r" / "cells").glob("*.csv")) == [f"c{i}" for i in range(5)]
+    records = {i: json.loads((tmp_path / "r" / "cells" / f"c{i}.json").read_text())["process_index"] for i in range(5)}
+    assert records == {0: 0, 1: 1, 2: 0, 3: 1, 4: 0}
+
+
+def test_definitions_are_checked_before_anything_runs():
+    ran = []
+    good = kit.Cell("a", lambda: ran.append(1) or [{"value": 1}])
+    with pytest.raises(ValueError, match="repeated"):
+        kit.run_cells(None, [good, good])
+    with pytest.raises(ValueError, match="needs"):
+        kit.run_cells(None, [good, kit.Cell("b", lambda: [], needs=("nothing",))])
+    with pytest.raises(ValueError, match="process_index"):
+        kit.run_cells(None, [good], process_index=2, process_count=2)
+    assert ran == []

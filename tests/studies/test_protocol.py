@@ -1,0 +1,153 @@
+"""One protocol, every study: --help, bad input, smoke run, resume after interruption,
+sweep-composition independence, figures redrawn from cells only.
+
+Each study contributes a case: a tiny config, the same config with part of its sweep
+removed (every remaining cell must be bit-identical: a cell's numbers depend only on its
+own coordinates), command lines that must be refused before compute, and its figure
+module."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import pandas as pd
+import pytest
+
+from studies import kit
+from studies.kit.progress import Progress
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    module: str
+    tiny: object
+    subsweep: object
+    bad_argv: tuple[tuple[tuple[str, ...], str], ...]
+
+
+def _wgan() -> Case:
+    study = importlib.import_module("studies.wgan_capacity")
+    tiny = dataclasses.replace(study.PRESETS["smoke"], n_modes=(2, 4), critic_depths=(2, 3), n_steps=3, eval_every=3,
+                               n_train=128, eval_points=64, lipschitz_probes=16, draw_figures=True)
+    return Case(
+        module="wgan_capacity",
+        tiny=tiny,
+        subsweep=dataclasses.replace(tiny, n_modes=(4,), critic_depths=(3,)),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--generator-depths", "0,2"), "generator_depths must be >= 1, got 0"),
+            (("--critic-depths", "1000000"), "critic_depths must be <= 32"),
+            (("--n-modes", "3"), "K=3"),
+            (("--eval-repeats", "1"), "eval_repeats must be >= 2, got 1"),
+            (("--eval-points", "100000000"), "eval_points must be <= 20000"),
+            (("--generator-width", "100000000"), "generator_width must be <= 1024"),
+            (("--lr-critic", "-1"), "lr_critic must be > 0.0, got -1.0"),
+            (("--lr-critic", "1e300"), "representable in float32"),
+            (("--seed", "99999999999999999999"), "seed must be <="),
+            (("--n-steps", "3000000000"), "n_steps must be <= 10000000"),
+            (("--critic", "magic"), "magic"),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    return CASES[request.param]()
+
+
+@pytest.fixture(scope="module")
+def interrupted_then_resumed(case, tmp_path_factory):
+    """A tiny run stopped (as by Ctrl-C) after its first cell, then resumed."""
+    study = importlib.import_module(f"studies.{case.module}")
+    run_dir = tmp_path_factory.mktemp(case.module) / "tiny"
+    real_finish = Progress.finish_cell
+    finished: list[str] = []
+
+    def stop_after_first(self, cell_id, wall_time_s, **kwargs):
+        finished.append(cell_id)
+        real_finish(self, cell_id, wall_time_s, **kwargs)
+        if len(finished) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Progress, "finish_cell", stop_after_first)
+        with pytest.raises(KeyboardInterrupt):
+            study.run(case.tiny, kit.ResultStore(run_dir, case.tiny, study=case.module))
+    first_cell = finished[0]
+    first_bytes = (run_dir / "cells" / f"{first_cell}.csv").read_bytes()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    finished.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Progress, "finish_cell", lambda self, cell_id, *a, **k: (finished.append(cell_id), real_finish(self, cell_id, *a, **k)))
+        results = study.run(case.tiny, kit.ResultStore(run_dir, case.tiny, study=case.module))
+    return run_dir, results, first_cell, first_bytes, metadata, list(finished)
+
+
+def test_help_lists_every_field(case, capsys):
+    study = importlib.import_module(f"studies.{case.module}")
+    with pytest.raises(SystemExit) as info:
+        study.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(study.Config):
+        assert "--" + field.name.replace("_", "-") in text, field.name
+
+
+def test_bad_input_is_refused_before_any_compute(case, monkeypatch, capsys, tmp_path):
+    study = importlib.import_module(f"studies.{case.module}")
+    monkeypatch.setattr(study, "run", lambda *a, **k: pytest.fail("compute started"))
+    for argv, message in case.bad_argv:
+        with pytest.raises(SystemExit) as info:
+            study.main([*argv, "--results-dir", str(tmp_path)])
+        assert info.value.code == 2, argv
+        captured = capsys.readouterr()
+        assert message in " ".join((captured.err + captured.out).split()), (argv, captured.err)
+    assert not any(tmp_path.iterdir())  # nothing written either
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_cells(case, interrupted_then_resumed):
+    run_dir, results, first_cell, first_bytes, metadata, rerun = interrupted_then_resumed
+    assert metadata["sessions"][-1]["status"] == "interrupted"
+    assert first_cell not in rerun and rerun  # only the cells left ran
+    assert (run_dir / "cells" / f"{first_cell}.csv").read_bytes() == first_bytes
+    final = json.loads((run_dir / "metadata.json").read_text())
+    assert [s["status"] for s in final["sessions"]] == ["interrupted", "complete"]
+    assert len(results.table) == len(pd.read_csv(run_dir / "results.csv"))
+
+
+def test_removing_part_of_the_sweep_leaves_every_remaining_cell_bit_identical(case, interrupted_then_resumed, tmp_path):
+    study = importlib.import_module(f"studies.{case.module}")
+    full_dir = interrupted_then_resumed[0]
+    sub_dir = tmp_path / "sub"
+    study.run(dataclasses.replace(case.subsweep, **({"draw_figures": False} if hasattr(case.subsweep, "draw_figures") else {})),
+              kit.ResultStore(sub_dir, case.subsweep, study=case.module))
+    cells = sorted(p.name for p in (sub_dir / "cells").glob("*.csv"))
+    assert cells and len(cells) < len(list((full_dir / "cells").glob("*.csv")))
+    for name in cells:
+        assert (sub_dir / "cells" / name).read_bytes() == (full_dir / "cells" / name).read_bytes(), name
+
+
+def test_figures_are_redrawn_from_cells_alone(case, interrupted_then_resumed):
+    figures = importlib.import_module(f"figures.{case.module}")
+    run_dir = interrupted_then_resumed[0]
+    (run_dir / "results.csv").unlink()
+    paths = figures.draw(run_dir)
+    assert paths and all(p.exists() and p.stat().st_size > 1000 for p in paths)
+
+
+def test_figures_refuse_another_studys_run(case, tmp_path):
+    figures = importlib.import_module(f"figures.{case.module}")
+    other = tmp_path / "other"
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        n: int = 1
+    store = kit.ResultStore(other, Other(), study="another_study")
+    store.save_cell("c", [{"metric": "m", "value": 1.0}], wall_time_s=0.0)
+    store.close("complete")
+    with pytest.raises(kit.WrongStudyError, match="another_study"):
+        figures.draw(other)
