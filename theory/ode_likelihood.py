@@ -350,7 +350,9 @@ def _check_settings(solver, steps, divergence, key):
     if not isinstance(steps, (AdaptiveSteps, FixedSteps)):
         raise ValueError(f"steps must be AdaptiveSteps(...) or FixedSteps(...), got {steps!r}")
     if isinstance(steps, AdaptiveSteps) and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
-        raise ValueError(f"AdaptiveSteps needs a solver with an error estimate (Tsit5, Dopri5, ...), got {type(solver).__name__}")
+        raise ValueError(
+            f"AdaptiveSteps needs a solver with an error estimate (Tsit5, Dopri5, ...), got {type(solver).__name__}"
+        )
     if not isinstance(divergence, AbstractDivergenceMethod):
         raise ValueError(f"divergence must be ExactTrace() or Hutchinson(n_probes), got {divergence!r}")
     if isinstance(divergence, Hutchinson):
@@ -473,7 +475,9 @@ def ode_push_forward(
         z64 = jnp.asarray(z, jnp.float64)
         log_start = jnp.asarray(log_density_start(z64), jnp.float64)
         if log_start.shape != (z.shape[0],):
-            raise ValueError(f"log_density_start must map points (n, d) to shape ({z.shape[0]},), got {log_start.shape}")
+            raise ValueError(
+                f"log_density_start must map points (n, d) to shape ({z.shape[0]},), got {log_start.shape}"
+            )
         x_end, increments, nfe = _solve(
             vector_field, z64, t0=t0, t1=t1, solver=solver, steps=steps, divergence=divergence, key=key
         )
@@ -520,7 +524,9 @@ def _check_model(model) -> None:
         raise ValueError(f"model must be a ContinuousFlow, got {type(model).__name__}")
 
 
-def flow_log_density(model: ContinuousFlow, x: Float[Array, "n d"], *, solver=None, steps=None, divergence=None, key=None) -> FlowLogDensity:
+def flow_log_density(
+    model: ContinuousFlow, x: Float[Array, "n d"], *, solver=None, steps=None, divergence=None, key=None
+) -> FlowLogDensity:
     """log q(x) for the model law q, by solving from t_data back to t_base (`ode_log_density`)."""
     _check_model(model)
     with jax.enable_x64(True):
@@ -531,7 +537,9 @@ def flow_log_density(model: ContinuousFlow, x: Float[Array, "n d"], *, solver=No
     )
 
 
-def flow_sample(model: ContinuousFlow, *, key: PRNGKeyArray, n: int, solver=None, steps=None, divergence=None) -> FlowLogDensity:
+def flow_sample(
+    model: ContinuousFlow, *, key: PRNGKeyArray, n: int, solver=None, steps=None, divergence=None
+) -> FlowLogDensity:
     """n draws of the model law q with their log q, from one solve per draw (`ode_push_forward`)."""
     _check_model(model)
     check_key("key", key)
@@ -778,12 +786,17 @@ def score_error_integral(
         target64 = to_float64(target)
         x0 = target64.sample(key_data, method.n)
         z = jax.random.normal(key_noise, x0.shape, jnp.float64)
-        rules = [_log_time_nodes(t_end, sde.t_max, p, quadrature.order) for p in (quadrature.panels, 2 * quadrature.panels)]
+        rules = [
+            _log_time_nodes(t_end, sde.t_max, panels, quadrature.order)
+            for panels in (quadrature.panels, 2 * quadrature.panels)
+        ]
         ts = np.concatenate([t for t, _ in rules])
         weights = np.zeros((2, ts.size))
         weights[0, : rules[0][0].size] = rules[0][1]
         weights[1, rules[0][0].size :] = rules[1][1]
-        totals = np.asarray(_weighted_squared_errors(sde, score_fn, target64, x0, z, jnp.asarray(ts), jnp.asarray(weights)))
+        totals = np.asarray(
+            _weighted_squared_errors(sde, score_fn, target64, x0, z, jnp.asarray(ts), jnp.asarray(weights))
+        )
     coarse, fine = monte_carlo_mean(totals[0], ""), monte_carlo_mean(totals[1], "")
     quadrature_error = abs(fine.value - coarse.value)
     return Estimate(
