@@ -328,7 +328,7 @@ def train_gan(
         return generator_spec.sample(generator, key, batch)
 
     def discriminator_step(generator, carry, step_key):
-        discriminator, opt_state = carry
+        discriminator, opt_state = eqx.combine(carry[0], d_static), carry[1]
         key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
         real, labels = _draw(data, key_real, batch)
         fake = jax.lax.stop_gradient(fake_batch(generator, key_fake, labels))
@@ -336,15 +336,19 @@ def train_gan(
             discriminator, opt_state, real, labels, fake, key_penalty,
             objective=objective, spec=discriminator_spec, optimiser=d_optimiser,
         )
-        return (discriminator, opt_state), (loss, estimate)
+        return (eqx.filter(discriminator, eqx.is_array), opt_state), (loss, estimate)
+
+    # As in `_scan`: the inner scan carries the discriminator's array part only.
+    d_static = eqx.partition(state.discriminator, eqx.is_array)[1]
 
     def generator_step(state: GANState, step_key):
         key_discriminator, key_labels, key_fake = jax.random.split(step_key, 3)
-        (discriminator, d_opt_state), (d_losses, estimates) = jax.lax.scan(
+        (d_dynamic, d_opt_state), (d_losses, estimates) = jax.lax.scan(
             functools.partial(discriminator_step, state.generator),
-            (state.discriminator, state.discriminator_opt_state),
+            (eqx.filter(state.discriminator, eqx.is_array), state.discriminator_opt_state),
             jax.random.split(key_discriminator, training.discriminator_steps),
         )
+        discriminator = eqx.combine(d_dynamic, d_static)
         _, labels = _draw(data, key_labels, batch)
 
         def loss_fn(generator):
@@ -459,7 +463,7 @@ def generator_gradient_norm(
         return objective.generator_loss(jax.vmap(discriminator)(generator_spec.sample(g, key, n)))
 
     grads = eqx.filter_grad(loss_fn)(generator)
-    return optax.global_norm(grads)
+    return optax.tree.norm(grads)
 
 
 # --------------------------------------------------------------------------------------
