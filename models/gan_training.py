@@ -1,0 +1,535 @@
+"""GAN training for any objective, jitted end to end and vmapped over replicas.
+
+The WGAN step of `models.wgan`, generalised: an objective object
+(`models.gan_objectives`) supplies the losses, a discriminator spec supplies the
+network, its penalty (added to the discriminator loss) and its projection (applied after
+every discriminator update). Each generator step follows `discriminator_steps`
+discriminator steps:
+
+    D:  minimise  objective.discriminator_loss(v(x), v(G(z))) + spec.penalty(v, x, G(z))
+    G:  minimise  objective.generator_loss(v(G(z)))
+
+`train_gan` runs `n_steps` generator steps as one `lax.scan`; `train_discriminator`
+trains the discriminator alone between two fixed sources (laws, data sets or a frozen
+generator), the experiment in which its divergence estimate approaches the divergence.
+`generator_gradient_norm` measures ||grad_theta L_G|| against a frozen discriminator
+(the vanishing-gradient experiment of Goodfellow et al. 2014, Sec. 3; Arjovsky &
+Bottou 2017, Thm. 2.4). A non-finite loss marks the replica diverged at that step; it
+keeps running (its numbers are then NaN) so that vmapped replicas are unaffected.
+
+Data sources (`data`, `real`, `fake`): a finite data set, an array (n, d) (batches drawn
+uniformly with replacement, i.e. from the empirical law); a law from `theory` with
+`sample` (fresh draws every batch); a `FrozenGenerator`; or, for a conditional GAN, a
+`models.conditional.LabelledData` (fake samples then take the real batch's labels).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from models.conditional import ConditionalMLPDiscriminator, ConditionalMLPGenerator, LabelledData
+from models.gan_objectives import AbstractGANObjective
+from models.generator import MLPGenerator
+from theory.distributions import AbstractDistribution
+
+# --------------------------------------------------------------------------------------
+# Settings and specs.
+
+
+class GANTraining(eqx.Module):
+    """Optimisation settings (defaults: Adam(2e-4, b1 = 0.5), Radford et al. 2016, Sec. 4)."""
+
+    lr_discriminator: float = eqx.field(static=True, default=2e-4)
+    lr_generator: float = eqx.field(static=True, default=2e-4)
+    adam_b1: float = eqx.field(static=True, default=0.5)
+    adam_b2: float = eqx.field(static=True, default=0.999)
+    discriminator_steps: int = eqx.field(static=True, default=1)
+    batch_size: int = eqx.field(static=True, default=256)
+
+    def __check_init__(self):
+        for name in ("lr_discriminator", "lr_generator"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("adam_b1", "adam_b2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        for name in ("discriminator_steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def discriminator_optimiser(self) -> optax.GradientTransformation:
+        return optax.adam(self.lr_discriminator, b1=self.adam_b1, b2=self.adam_b2)
+
+    def generator_optimiser(self) -> optax.GradientTransformation:
+        return optax.adam(self.lr_generator, b1=self.adam_b1, b2=self.adam_b2)
+
+
+class MLPDiscriminator(eqx.Module):
+    """Spec of a plain MLP discriminator x (d,) -> raw scalar v(x); no penalty, no projection.
+
+    v = W_p s(... s(W_1 x + b_1) ...) + b_p with `depth` linear layers, each with its own
+    weights, and hidden activation s (leaky ReLU with slope 0.2 by default, as in
+    Radford et al. 2016). Float32 parameters; inputs are cast to float32.
+    """
+
+    depth: int = eqx.field(static=True, default=3)
+    width: int = eqx.field(static=True, default=32)
+    activation: object = eqx.field(static=True, default=jax.nn.leaky_relu)
+
+    def __check_init__(self):
+        for name in ("depth", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not callable(self.activation):
+            raise TypeError(f"activation must be callable, got {self.activation!r}")
+
+    def build(self, key: PRNGKeyArray, in_dim: int) -> "Float32MLP":
+        """A fresh float32 network on R^in_dim; vmappable over `key`."""
+        if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 1:
+            raise ValueError(f"in_dim must be an integer >= 1, got {in_dim!r}")
+        mlp = eqx.nn.MLP(
+            in_size=in_dim,
+            out_size="scalar",
+            width_size=self.width,
+            depth=self.depth - 1,
+            activation=self.activation,
+            key=key,
+            dtype=jnp.float32,
+        )
+        return Float32MLP(mlp)
+
+    def penalty(self, discriminator, real, fake, *, key):
+        return jnp.zeros((), jnp.float32)
+
+    def project(self, discriminator):
+        return discriminator
+
+
+class Float32MLP(eqx.Module):
+    """An MLP that casts its one input (d,) to float32 (so float64 test points work)."""
+
+    mlp: eqx.nn.MLP
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, ""]:
+        return self.mlp(jnp.asarray(x).astype(jnp.float32))
+
+
+class FrozenGenerator(eqx.Module):
+    """A generator network held fixed, used as a source of fake samples."""
+
+    spec: MLPGenerator = eqx.field(static=True)
+    network: eqx.Module
+
+    def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
+        return jax.lax.stop_gradient(self.spec.sample(self.network, key, n))
+
+
+# --------------------------------------------------------------------------------------
+# States and recorded losses.
+
+
+class GANState(eqx.Module):
+    """Everything a training run carries from one generator step to the next."""
+
+    generator: eqx.Module
+    discriminator: eqx.Module
+    generator_opt_state: optax.OptState
+    discriminator_opt_state: optax.OptState
+    step: Int[Array, ""]
+    diverged_at: Int[Array, ""]  # first generator step with a non-finite loss, -1 if none
+
+
+class GANLosses(eqx.Module):
+    """Per-generator-step records of the scan (last discriminator step's batch)."""
+
+    discriminator: Float[Array, " n_steps"]  # L_D + penalty
+    generator: Float[Array, " n_steps"]  # L_G
+    divergence_estimate: Float[Array, " n_steps"]  # B = offset + slope L_D, before the update
+
+
+class DiscriminatorState(eqx.Module):
+    """The discriminator alone, trained between fixed sources."""
+
+    discriminator: eqx.Module
+    opt_state: optax.OptState
+    step: Int[Array, ""]
+    diverged_at: Int[Array, ""]
+
+
+class DiscriminatorLosses(eqx.Module):
+    discriminator: Float[Array, " n_steps"]  # L_D + penalty
+    divergence_estimate: Float[Array, " n_steps"]  # B, before the update
+
+
+def _params(model):
+    return eqx.filter(model, eqx.is_inexact_array)
+
+
+def _is_conditional(spec) -> bool:
+    return isinstance(spec, (ConditionalMLPGenerator, ConditionalMLPDiscriminator))
+
+
+# --------------------------------------------------------------------------------------
+# Sources.
+
+
+def _check_source(name: str, source) -> None:
+    if isinstance(source, (AbstractDistribution, FrozenGenerator, LabelledData)):
+        return
+    if eqx.is_array(source) and source.ndim == 2 and source.shape[0] >= 1:
+        return
+    shape = getattr(source, "shape", None)
+    raise TypeError(
+        f"{name} must be a data array (n, d), a law with `sample`, a FrozenGenerator or LabelledData, "
+        f"got {type(source).__name__}{'' if shape is None else f' of shape {shape}'}"
+    )
+
+
+def _draw(source, key, n: int):
+    """(points (n, d) float32, labels (n,) or None)."""
+    if isinstance(source, LabelledData):
+        index = jax.random.randint(key, (n,), 0, source.points.shape[0])
+        return source.points[index], source.labels[index]
+    if isinstance(source, (AbstractDistribution, FrozenGenerator)):
+        return jax.lax.stop_gradient(source.sample(key, n)).astype(jnp.float32), None
+    index = jax.random.randint(key, (n,), 0, source.shape[0])
+    return jnp.asarray(source[index], jnp.float32), None
+
+
+def _raw(network, x, labels):
+    if labels is None:
+        return jax.vmap(network)(x)
+    return jax.vmap(network)(x, labels)
+
+
+def _discriminator_update(discriminator, opt_state, real, real_labels, fake, key, *, objective, spec, optimiser):
+    """One optimiser step on L_D + penalty; returns (network, opt_state, loss, estimate)."""
+
+    def loss_fn(network):
+        v_real, v_fake = _raw(network, real, real_labels), _raw(network, fake, real_labels)
+        loss = objective.discriminator_loss(v_real, v_fake)
+        # ConditionalMLPDiscriminator's penalty is zero (the critics' penalties read D(x) only).
+        return loss + spec.penalty(network, real, fake, key=key), loss
+
+    (total, loss), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(discriminator)
+    updates, opt_state = optimiser.update(grads, opt_state, _params(discriminator))
+    discriminator = spec.project(eqx.apply_updates(discriminator, updates))
+    estimate = objective.bound_offset + objective.bound_slope * loss
+    return discriminator, opt_state, total, estimate
+
+
+def _scan(step_fn, state, key, n_steps):
+    # The networks hold non-array leaves (activation functions): scan over the array
+    # part only and recombine with the static part inside the body.
+    dynamic, static = eqx.partition(state, eqx.is_array)
+
+    def body(dynamic_state, step_key):
+        new_state, record = step_fn(eqx.combine(dynamic_state, static), step_key)
+        return eqx.filter(new_state, eqx.is_array), record
+
+    dynamic, records = jax.lax.scan(body, dynamic, jax.random.split(key, n_steps))
+    return eqx.combine(dynamic, static), records
+
+
+def _check_common(objective, discriminator_spec, training, n_steps):
+    if not isinstance(objective, AbstractGANObjective):
+        raise TypeError(f"objective must be a GAN objective such as NonSaturating(), got {objective!r}")
+    objective.check_discriminator_spec(discriminator_spec)
+    if not isinstance(training, GANTraining):
+        raise TypeError(f"training must be a GANTraining(...), got {training!r}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+
+
+def _check_conditioning(data, generator_spec, discriminator_spec):
+    labelled = isinstance(data, LabelledData)
+    if not (labelled == _is_conditional(generator_spec) == _is_conditional(discriminator_spec)):
+        raise TypeError(
+            "a conditional GAN needs LabelledData with ConditionalMLPGenerator and ConditionalMLPDiscriminator "
+            f"(and an unconditional one none of them), got data {type(data).__name__}, generator_spec "
+            f"{type(generator_spec).__name__}, discriminator_spec {type(discriminator_spec).__name__}"
+        )
+    if labelled:
+        classes = {"data": data.n_classes, "generator_spec": generator_spec.n_classes, "discriminator_spec": discriminator_spec.n_classes}
+        if len(set(classes.values())) != 1:
+            raise ValueError(f"n_classes must agree, got {classes}")
+
+
+# --------------------------------------------------------------------------------------
+# Training.
+
+
+def init_gan_state(
+    key: PRNGKeyArray, *, generator_spec, discriminator_spec, training: GANTraining, data_dim: int
+) -> GANState:
+    """Fresh networks and optimiser states (vmappable over keys)."""
+    key_generator, key_discriminator = jax.random.split(key)
+    generator = generator_spec.build(key_generator, data_dim)
+    discriminator = discriminator_spec.build(key_discriminator, data_dim)
+    return GANState(
+        generator=generator,
+        discriminator=discriminator,
+        generator_opt_state=training.generator_optimiser().init(_params(generator)),
+        discriminator_opt_state=training.discriminator_optimiser().init(_params(discriminator)),
+        step=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32),
+    )
+
+
+@eqx.filter_jit
+def train_gan(
+    state: GANState,
+    data,
+    key: PRNGKeyArray,
+    *,
+    n_steps: int,
+    objective: AbstractGANObjective,
+    generator_spec,
+    discriminator_spec,
+    training: GANTraining,
+) -> tuple[GANState, GANLosses]:
+    """`n_steps` generator steps, each after `discriminator_steps` discriminator steps, as one scan.
+
+    Args:
+        state: the replica's current state (`init_gan_state`).
+        data: the real source: an array (n, d), a law with `sample`, or `LabelledData`
+            for a conditional GAN (with conditional specs).
+        key: PRNG key for this chunk of steps.
+        n_steps: number of generator steps (static).
+        objective: e.g. `NonSaturating()`, `FGAN(KullbackLeibler())`, `WGAN()`.
+        generator_spec: `MLPGenerator` or `ConditionalMLPGenerator`.
+        discriminator_spec: `MLPDiscriminator`, a critic spec of `models.critics`, or
+            `ConditionalMLPDiscriminator`.
+        training: optimiser settings.
+
+    Returns:
+        The new state and the per-step `GANLosses`.
+    """
+    _check_common(objective, discriminator_spec, training, n_steps)
+    _check_source("data", data)
+    _check_conditioning(data, generator_spec, discriminator_spec)
+    d_optimiser, g_optimiser = training.discriminator_optimiser(), training.generator_optimiser()
+    batch = training.batch_size
+    conditional = isinstance(data, LabelledData)
+
+    def fake_batch(generator, key, labels):
+        if conditional:
+            return generator_spec.sample(generator, key, labels)
+        return generator_spec.sample(generator, key, batch)
+
+    def discriminator_step(generator, carry, step_key):
+        discriminator, opt_state = eqx.combine(carry[0], d_static), carry[1]
+        key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
+        real, labels = _draw(data, key_real, batch)
+        fake = jax.lax.stop_gradient(fake_batch(generator, key_fake, labels))
+        discriminator, opt_state, loss, estimate = _discriminator_update(
+            discriminator, opt_state, real, labels, fake, key_penalty,
+            objective=objective, spec=discriminator_spec, optimiser=d_optimiser,
+        )
+        return (eqx.filter(discriminator, eqx.is_array), opt_state), (loss, estimate)
+
+    # As in `_scan`: the inner scan carries the discriminator's array part only.
+    d_static = eqx.partition(state.discriminator, eqx.is_array)[1]
+
+    def generator_step(state: GANState, step_key):
+        key_discriminator, key_labels, key_fake = jax.random.split(step_key, 3)
+        (d_dynamic, d_opt_state), (d_losses, estimates) = jax.lax.scan(
+            functools.partial(discriminator_step, state.generator),
+            (eqx.filter(state.discriminator, eqx.is_array), state.discriminator_opt_state),
+            jax.random.split(key_discriminator, training.discriminator_steps),
+        )
+        discriminator = eqx.combine(d_dynamic, d_static)
+        _, labels = _draw(data, key_labels, batch)
+
+        def loss_fn(generator):
+            return objective.generator_loss(_raw(discriminator, fake_batch(generator, key_fake, labels), labels))
+
+        g_loss, grads = eqx.filter_value_and_grad(loss_fn)(state.generator)
+        updates, g_opt_state = g_optimiser.update(grads, state.generator_opt_state, _params(state.generator))
+        d_loss = d_losses[-1]
+        finite = jnp.isfinite(d_loss) & jnp.isfinite(g_loss)
+        new_state = GANState(
+            generator=eqx.apply_updates(state.generator, updates),
+            discriminator=discriminator,
+            generator_opt_state=g_opt_state,
+            discriminator_opt_state=d_opt_state,
+            step=state.step + 1,
+            diverged_at=jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at),
+        )
+        return new_state, GANLosses(discriminator=d_loss, generator=g_loss, divergence_estimate=estimates[-1])
+
+    return _scan(generator_step, state, key, n_steps)
+
+
+def init_discriminator_state(
+    key: PRNGKeyArray, *, discriminator_spec, training: GANTraining, data_dim: int
+) -> DiscriminatorState:
+    """A fresh discriminator and optimiser state (vmappable over keys)."""
+    discriminator = discriminator_spec.build(key, data_dim)
+    return DiscriminatorState(
+        discriminator=discriminator,
+        opt_state=training.discriminator_optimiser().init(_params(discriminator)),
+        step=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32),
+    )
+
+
+@eqx.filter_jit
+def train_discriminator(
+    state: DiscriminatorState,
+    real,
+    fake,
+    key: PRNGKeyArray,
+    *,
+    n_steps: int,
+    objective: AbstractGANObjective,
+    discriminator_spec,
+    training: GANTraining,
+) -> tuple[DiscriminatorState, DiscriminatorLosses]:
+    """`n_steps` discriminator steps between two fixed sources P (real) and Q (fake), as one scan.
+
+    Maximises the bound B(v) = offset + slope L_D(v) <= Div(P, Q) over the network, so
+    B approaches objective.exact_divergence(P, Q) as the network nears v*.
+
+    Args:
+        state: from `init_discriminator_state`.
+        real, fake: unconditional sources (arrays (n, d), laws, `FrozenGenerator`s).
+        key, n_steps, objective, discriminator_spec, training: as in `train_gan`
+            (`training.discriminator_steps` is not used: every step is a discriminator step).
+
+    Returns:
+        The new state and per-step `DiscriminatorLosses`.
+    """
+    _check_common(objective, discriminator_spec, training, n_steps)
+    for name, source in (("real", real), ("fake", fake)):
+        _check_source(name, source)
+        if isinstance(source, LabelledData):
+            raise TypeError(f"{name} must be unconditional for train_discriminator, got LabelledData")
+    if _is_conditional(discriminator_spec):
+        raise TypeError(f"train_discriminator needs an unconditional discriminator spec, got {discriminator_spec!r}")
+    optimiser = training.discriminator_optimiser()
+    batch = training.batch_size
+
+    def step(state: DiscriminatorState, step_key):
+        key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
+        x_real, _ = _draw(real, key_real, batch)
+        x_fake, _ = _draw(fake, key_fake, batch)
+        discriminator, opt_state, loss, estimate = _discriminator_update(
+            state.discriminator, state.opt_state, x_real, None, x_fake, key_penalty,
+            objective=objective, spec=discriminator_spec, optimiser=optimiser,
+        )
+        new_state = DiscriminatorState(
+            discriminator=discriminator,
+            opt_state=opt_state,
+            step=state.step + 1,
+            diverged_at=jnp.where((state.diverged_at < 0) & ~jnp.isfinite(loss), state.step, state.diverged_at),
+        )
+        return new_state, DiscriminatorLosses(discriminator=loss, divergence_estimate=estimate)
+
+    return _scan(step, state, key, n_steps)
+
+
+@eqx.filter_jit
+def generator_gradient_norm(
+    generator, discriminator, key: PRNGKeyArray, *, objective: AbstractGANObjective, generator_spec: MLPGenerator, n: int
+) -> Float[Array, ""]:
+    """||grad_theta L_G(theta)||_2 against a frozen discriminator, from n latent draws.
+
+    L_G = mean_j objective.generator_cost(v(G_theta(z_j))), the Euclidean norm taken over
+    all of the generator's parameters. With a near-perfect discriminator the saturating
+    cost log(1 - D) has a vanishing gradient and -log D does not (Goodfellow et al.
+    2014, Sec. 3; Arjovsky & Bottou 2017, Thm. 2.4 and 2.5).
+
+    Args:
+        generator: the network G_theta; discriminator: the network v (held fixed).
+        key: PRNG key for the latent draws; n: their number.
+
+    Returns:
+        The gradient norm, a float32 scalar.
+    """
+    discriminator = jax.lax.stop_gradient(discriminator)
+
+    def loss_fn(g):
+        return objective.generator_loss(jax.vmap(discriminator)(generator_spec.sample(g, key, n)))
+
+    grads = eqx.filter_grad(loss_fn)(generator)
+    return optax.tree.norm(grads)
+
+
+# --------------------------------------------------------------------------------------
+# Replicas: a leading axis R on states, keys and per-replica data.
+
+
+def _replica_axes(source):
+    """Laws are shared by all replicas; arrays, LabelledData and frozen generators are per replica."""
+    return None if isinstance(source, AbstractDistribution) else eqx.if_array(0)
+
+
+@eqx.filter_jit
+def init_replicas(keys, *, generator_spec, discriminator_spec, training: GANTraining, data_dim: int) -> GANState:
+    """GAN states for R replicas, one per key, stacked along a leading axis."""
+    return eqx.filter_vmap(
+        lambda k: init_gan_state(
+            k, generator_spec=generator_spec, discriminator_spec=discriminator_spec, training=training, data_dim=data_dim
+        )
+    )(keys)
+
+
+@eqx.filter_jit
+def train_replicas(states, data, keys, *, n_steps, objective, generator_spec, discriminator_spec, training):
+    """`train_gan` on R replicas as one program: states and keys (R,), data (R, n, d) or a shared law.
+
+    Returns the new states and `GANLosses` of shape (R, n_steps).
+    """
+
+    def one(state, replica_data, key):
+        return train_gan(
+            state, replica_data, key, n_steps=n_steps, objective=objective,
+            generator_spec=generator_spec, discriminator_spec=discriminator_spec, training=training,
+        )
+
+    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), _replica_axes(data), eqx.if_array(0)))(states, data, keys)
+
+
+@eqx.filter_jit
+def init_discriminator_replicas(keys, *, discriminator_spec, training: GANTraining, data_dim: int) -> DiscriminatorState:
+    """Discriminator states for R replicas, one per key."""
+    return eqx.filter_vmap(
+        lambda k: init_discriminator_state(k, discriminator_spec=discriminator_spec, training=training, data_dim=data_dim)
+    )(keys)
+
+
+@eqx.filter_jit
+def train_discriminator_replicas(states, real, fake, keys, *, n_steps, objective, discriminator_spec, training):
+    """`train_discriminator` on R replicas: laws are shared, arrays (R, n, d) and frozen generators per replica."""
+
+    def one(state, real, fake, key):
+        return train_discriminator(
+            state, real, fake, key, n_steps=n_steps, objective=objective,
+            discriminator_spec=discriminator_spec, training=training,
+        )
+
+    axes = (eqx.if_array(0), _replica_axes(real), _replica_axes(fake), eqx.if_array(0))
+    return eqx.filter_vmap(one, in_axes=axes)(states, real, fake, keys)
+
+
+@eqx.filter_jit
+def sample_replicas(generators, keys, *, generator_spec: MLPGenerator, n: int):
+    """(R, n, d) draws, one batch per replica's (unconditional) generator."""
+    return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)
+
+
+@eqx.filter_jit
+def discriminator_values(discriminators, points):
+    """v_r(x) for each replica's (unconditional) discriminator on its own points (R, m, d) -> (R, m)."""
+    return eqx.filter_vmap(lambda network, x: jax.vmap(network)(x))(discriminators, points)
