@@ -39,49 +39,42 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from models.training import (
+    PARAM_DTYPE,
+    AbstractBatchSource,
+    AbstractTraining,
+    AdamSpec,
+    EMA,
+    FreshDraws,
+    TrainResult,
+    check_real,
+    init_train_state,
+    run_in_chunks,
+    train,
+)
 from theory.diffusion_samplers import ScoreFromEpsilon
 from theory.sde import AbstractSDE
+from theory.validation import check_count
 
 __all__ = [
     "PARAM_DTYPE",
     "EpsilonMLP",
     "EpsilonNetwork",
     "EpsilonTraining",
-    "EpsilonTrainingResult",
+    "SimpleLossBatches",
     "sinusoidal_embedding",
+    "simple_batch_loss",
     "simple_loss",
     "train_epsilon_network",
 ]
-
-PARAM_DTYPE = jnp.float32
-"""Dtype of every parameter: training runs in float32 even when float64 is enabled."""
-
-
-def _require_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _require_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
 
 def sinusoidal_embedding(t: Float[Array, ""], dim: int, time_scale: float = 1000.0) -> Float[Array, " dim"]:
     """The transformer position embedding of the scalar time_scale * t.
@@ -166,13 +159,13 @@ class EpsilonMLP(eqx.Module):
     time_scale: float = eqx.field(static=True, default=1000.0)
 
     def __check_init__(self):
-        _require_int("width", self.width, 1)
-        _require_int("depth", self.depth, 1)
-        _require_int("embedding_dim", self.embedding_dim, 4)
+        check_count("width", self.width)
+        check_count("depth", self.depth)
+        check_count("embedding_dim", self.embedding_dim, minimum=4)
         if self.embedding_dim % 2:
             raise ValueError(f"embedding_dim must be even, got {self.embedding_dim}")
-        _require_positive("data_scale", self.data_scale)
-        _require_positive("time_scale", self.time_scale)
+        check_real("data_scale", self.data_scale, minimum=0.0, include_minimum=False)
+        check_real("time_scale", self.time_scale, minimum=0.0, include_minimum=False)
 
     def build(self, key: PRNGKeyArray, dim: int, sde: AbstractSDE) -> EpsilonNetwork:
         """A fresh network on R^dim for the forward process `sde` (float32, Equinox's
@@ -186,7 +179,7 @@ class EpsilonMLP(eqx.Module):
         Returns:
             An ``EpsilonNetwork`` with layers (d + embedding_dim) -> width -> ... -> d.
         """
-        dim = _require_int("dim", dim, 1)
+        dim = check_count("dim", dim)
         if not isinstance(sde, AbstractSDE):
             raise ValueError(f"sde must be an AbstractSDE, got {sde!r}")
         sizes = [dim + self.embedding_dim] + [self.width] * self.depth + [dim]
@@ -241,93 +234,67 @@ def simple_loss(
     return jnp.mean(jnp.sum((noise - predicted) ** 2, axis=-1))
 
 
-class EpsilonTraining(eqx.Module):
+class SimpleLossBatches(AbstractBatchSource):
+    """Batches of the simple loss: clean draws, one time each uniform on [t_min, t_max], and the noise.
+
+    B = (x0, t, eps): x0 ~ clean (b, d), t_i ~ U[t_min, t_max], eps ~ N(0, I), all
+    float32. The key is split in three, (data, time, noise), in that order.
+
+    Args:
+        clean: the clean draws' source (``FreshDraws(sample, b)`` or ``FiniteSample(data, b)``).
+        t_min: the smallest training time, in [0, t_max).
+        t_max: the SDE's horizon T.
+    """
+
+    clean: AbstractBatchSource
+    t_min: float = eqx.field(static=True)
+    t_max: float = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not isinstance(self.clean, AbstractBatchSource):
+            raise TypeError(f"clean must be an AbstractBatchSource, got {self.clean!r}")
+        check_real("t_max", self.t_max, minimum=0.0, include_minimum=False)
+        check_real("t_min", self.t_min, minimum=0.0, maximum=self.t_max, include_maximum=False)
+
+    def draw(self, key: PRNGKeyArray) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, "b d"]]:
+        """(x0, t, noise), shapes (b, d), (b,), (b, d)."""
+        key_data, key_time, key_noise = jax.random.split(key, 3)
+        x0 = self.clean.draw(key_data).astype(PARAM_DTYPE)
+        t = jax.random.uniform(key_time, (x0.shape[0],), PARAM_DTYPE, self.t_min, self.t_max)
+        noise = jax.random.normal(key_noise, x0.shape, PARAM_DTYPE)
+        return x0, t, noise
+
+
+def simple_batch_loss(network: EpsilonNetwork, batch: tuple) -> Float[Array, ""]:
+    """``simple_loss(network, network.sde, *batch)`` for a ``SimpleLossBatches`` batch:
+    the loss ``train`` minimises."""
+    return simple_loss(network, network.sde, *batch)
+
+
+class EpsilonTraining(AbstractTraining):
     """Optimisation settings of the simple loss.
 
     Args:
-        steps: Adam steps, >= 1.
+        optimiser: the optimiser spec (Ho et al.: Adam at 2e-4 for their U-Nets, the
+            gradient clipped at global norm 1; the default here, 1e-3, suits small MLPs).
+        steps: optimiser steps, >= 1.
         batch_size: examples per step (fresh data draws, one time each), >= 1.
-        learning_rate: Adam step size (Ho et al.: 2e-4 for their U-Nets), > 0.
-        t_min: times are drawn from U[t_min, T], t_min in (0, T) (the samplers stop at
-            t_end >= t_min).
-        ema_decay: decay of the weights' moving average in [0, 1); 0 keeps the raw
-            weights (Ho et al.: 0.9999 over 800k steps).
-        gradient_clip: global-norm clip, > 0 (Ho et al.: 1).
+        t_min: times are drawn from U[t_min, T], t_min in (0, 1) and below the SDE's T
+            (the samplers stop at t_end >= t_min).
+        ema: the weights' moving average, or None (Ho et al.: EMA(0.9999) over 800k steps).
         record_every: the loss is averaged over blocks of this many steps (must divide
-            `steps`); each block is one compiled scan.
+            `steps`); each block is one compiled call (progress can be reported between).
     """
 
+    optimiser: AdamSpec = eqx.field(static=True, default=AdamSpec(1e-3, clip_norm=1.0))
     steps: int = eqx.field(static=True, default=10_000)
     batch_size: int = eqx.field(static=True, default=512)
-    learning_rate: float = eqx.field(static=True, default=1e-3)
     t_min: float = eqx.field(static=True, default=1e-3)
-    ema_decay: float = eqx.field(static=True, default=0.999)
-    gradient_clip: float = eqx.field(static=True, default=1.0)
+    ema: EMA | None = eqx.field(static=True, default=EMA(0.999))
     record_every: int = eqx.field(static=True, default=500)
 
     def __check_init__(self):
-        _require_int("steps", self.steps, 1)
-        _require_int("batch_size", self.batch_size, 1)
-        _require_int("record_every", self.record_every, 1)
-        if self.steps % self.record_every:
-            raise ValueError(f"record_every must divide steps={self.steps}, got {self.record_every}")
-        _require_positive("learning_rate", self.learning_rate)
-        _require_positive("gradient_clip", self.gradient_clip)
-        if not (isinstance(self.t_min, (int, float)) and 0.0 < self.t_min < 1.0):
-            raise ValueError(f"t_min must be in (0, 1), got {self.t_min!r}")
-        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-
-    def optimiser(self) -> optax.GradientTransformation:
-        """clip_by_global_norm(gradient_clip), then Adam(learning_rate)."""
-        return optax.chain(optax.clip_by_global_norm(self.gradient_clip), optax.adam(self.learning_rate))
-
-
-@dataclasses.dataclass(frozen=True)
-class EpsilonTrainingResult:
-    """A trained noise predictor with its loss curve.
-
-    Attributes:
-        network: the weights' exponential moving average (the raw weights if
-            ema_decay = 0): the network to sample with.
-        raw_network: the last optimiser iterate.
-        steps: int array (r,), the last optimiser step of each recorded block.
-        losses: float array (r,), the mean simple loss of the raw weights over each
-            block (a fresh batch every step, so an unbiased estimate of the population
-            loss along training).
-    """
-
-    network: EpsilonNetwork
-    raw_network: EpsilonNetwork
-    steps: np.ndarray
-    losses: np.ndarray
-
-
-@eqx.filter_jit
-def _train_block(params, static, ema, opt_state, sample_data, key, training: EpsilonTraining, t_max: float):
-    optimiser = training.optimiser()
-    dtype = jax.tree.leaves(params)[0].dtype
-
-    def loss_fn(params, x0, t, noise):
-        network = eqx.combine(params, static)
-        return simple_loss(network, network.sde, x0, t, noise)
-
-    def step(carry, step_key):
-        params, ema, opt_state = carry
-        key_data, key_time, key_noise = jax.random.split(step_key, 3)
-        x0 = sample_data(key_data, training.batch_size).astype(dtype)
-        t = jax.random.uniform(key_time, (training.batch_size,), dtype, training.t_min, t_max)
-        noise = jax.random.normal(key_noise, x0.shape, dtype)
-        loss, grads = jax.value_and_grad(loss_fn)(params, x0, t, noise)
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: training.ema_decay * e + (1.0 - training.ema_decay) * p, ema, params)
-        return (params, ema, opt_state), loss
-
-    (params, ema, opt_state), losses = jax.lax.scan(
-        step, (params, ema, opt_state), jax.random.split(key, training.record_every)
-    )
-    return params, ema, opt_state, jnp.mean(losses)
+        check_real("t_min", self.t_min, minimum=0.0, maximum=1.0, include_minimum=False, include_maximum=False)
 
 
 def train_epsilon_network(
@@ -337,8 +304,12 @@ def train_epsilon_network(
     key: PRNGKeyArray,
     training: EpsilonTraining,
     on_block: Callable[[int, float], None] | None = None,
-) -> EpsilonTrainingResult:
-    """Train eps_theta by the simple loss with Adam, float32, one scan per block of steps.
+) -> TrainResult:
+    """Train eps_theta by the simple loss, float32, one compiled call per block of steps.
+
+    ``models.training.train`` on ``SimpleLossBatches`` run block by block with
+    ``run_in_chunks``: block j (of record_every steps) uses the j-th key of
+    ``jax.random.split(key, steps // record_every)``.
 
     Args:
         network: the initial network (``EpsilonMLP().build(key, d, sde)``).
@@ -349,7 +320,9 @@ def train_epsilon_network(
         on_block: called as on_block(step, mean_loss) after each block (progress).
 
     Returns:
-        An ``EpsilonTrainingResult``.
+        A ``models.training.TrainResult``: ``.ema_model`` (the network to sample with,
+        when training.ema is set), ``.model`` (the last iterate), ``.steps``, ``.losses``
+        (the mean simple loss of the raw weights over each block), ``.diverged_at``.
 
     Reference: Ho et al. (2020), Algorithm 1 (continuous t here).
     """
@@ -357,23 +330,33 @@ def train_epsilon_network(
         raise ValueError(f"training must be an EpsilonTraining, got {training!r}")
     if not training.t_min < network.sde.t_max:
         raise ValueError(f"training.t_min must be < T={network.sde.t_max}, got {training.t_min}")
-    params, static = eqx.partition(network, eqx.is_inexact_array)
-    ema = params
-    opt_state = training.optimiser().init(params)
+    batches = SimpleLossBatches(FreshDraws(sample_data, training.batch_size), training.t_min, float(network.sde.t_max))
     n_blocks = training.steps // training.record_every
-    losses = []
-    for block, block_key in enumerate(jax.random.split(key, n_blocks)):
-        params, ema, opt_state, loss = _train_block(
-            params, static, ema, opt_state, sample_data, block_key, training, float(network.sde.t_max)
+    block_keys = jax.random.split(key, n_blocks)
+
+    def advance(state, start, stop):
+        result = train(
+            state,
+            simple_batch_loss,
+            optimiser=training.optimiser,
+            batches=batches,
+            n_steps=stop - start,
+            key=block_keys[stop // training.record_every - 1],
+            record_every=training.record_every,
+            ema=training.ema,
         )
-        losses.append(float(loss))
+        return result.state, result
+
+    def report(state, stop, result):
         if on_block is not None:
-            on_block((block + 1) * training.record_every, losses[-1])
-    raw = eqx.combine(params, static)
-    averaged = eqx.combine(ema, static) if training.ema_decay > 0 else raw
-    return EpsilonTrainingResult(
-        network=averaged,
-        raw_network=raw,
-        steps=np.arange(1, n_blocks + 1) * training.record_every,
-        losses=np.asarray(losses, np.float64),
+            on_block(stop, float(result.losses[0]))
+
+    state = init_train_state(network, optimiser=training.optimiser, ema=training.ema)
+    boundaries = [(block + 1) * training.record_every for block in range(n_blocks)]
+    state, chunks = run_in_chunks(advance, state, boundaries, on_boundary=report)
+    results = [result for _, result in chunks]
+    return TrainResult(
+        state=state,
+        losses=jnp.concatenate([result.losses for result in results]),
+        steps=jnp.concatenate([result.steps for result in results]),
     )

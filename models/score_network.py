@@ -15,7 +15,8 @@ sigma^2), and log sigma, and its output is divided by sigma (Song & Ermon 2020,
 per-level loss is then (1/2) E || MLP + z ||^2, of order d at every level.
 
 Training is denoising score matching over the noise levels with lambda(sigma) =
-sigma^2, Adam, the whole loop one ``jax.lax.scan``.
+sigma^2: ``train_dsm`` runs ``models.training.train`` (one compiled scan) on
+``DSMBatches`` with the settings of a ``DSMTraining`` (Adam by default).
 
 References:
     Vincent, "A connection between score matching and denoising autoencoders",
@@ -28,44 +29,37 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
+
+from models.training import (
+    PARAM_DTYPE,
+    AbstractBatchSource,
+    AbstractTraining,
+    AdamSpec,
+    EMA,
+    FreshDraws,
+    TrainResult,
+    check_real,
+    train,
+)
+from theory.validation import check_count
 
 __all__ = [
     "PARAM_DTYPE",
-    "DSMTrainingResult",
+    "DSMBatches",
+    "DSMTraining",
     "NoiseConditionalMLP",
     "ScoreMLP",
+    "dsm_batch_loss",
     "dsm_loss",
     "dsm_loss_per_sample",
     "score_at_level",
     "train_dsm",
 ]
-
-PARAM_DTYPE = jnp.float32
-"""Dtype of every parameter: training runs in float32 even when float64 is enabled."""
-
-
-def _require_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _require_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
 
 class NoiseConditionalMLP(eqx.Module):
     """s_theta(x, sigma) = MLP([c_in(sigma) x, log sigma]) / sigma, softplus activations.
@@ -115,9 +109,9 @@ class ScoreMLP(eqx.Module):
     data_scale: float = eqx.field(static=True, default=5.0)
 
     def __check_init__(self):
-        _require_int("width", self.width, 1)
-        _require_int("hidden_layers", self.hidden_layers, 1)
-        _require_positive("data_scale", self.data_scale)
+        check_count("width", self.width)
+        check_count("hidden_layers", self.hidden_layers)
+        check_real("data_scale", self.data_scale, minimum=0.0, include_minimum=False)
 
     def build(self, key: PRNGKeyArray, dim: int) -> NoiseConditionalMLP:
         """A fresh network on R^dim (PyTorch-style uniform initialisation, float32).
@@ -129,7 +123,7 @@ class ScoreMLP(eqx.Module):
         Returns:
             A ``NoiseConditionalMLP`` with layers (d + 1) -> width -> ... -> d.
         """
-        dim = _require_int("dim", dim, 1)
+        dim = check_count("dim", dim)
         sizes = [dim + 1] + [self.width] * self.hidden_layers + [dim]
         keys = jax.random.split(key, len(sizes) - 1)
         layers = tuple(
@@ -196,50 +190,62 @@ def dsm_loss(model, clean, sigma, noise) -> Float[Array, ""]:
     return jnp.mean(dsm_loss_per_sample(model, clean, sigma, noise))
 
 
-@dataclasses.dataclass(frozen=True)
-class DSMTrainingResult:
-    """A trained score network with its loss curve.
+class DSMBatches(AbstractBatchSource):
+    """Denoising batches: clean draws, one level per example drawn uniformly, and the noise.
 
-    Attributes:
-        model: the trained network.
-        steps: int array (r,), the last optimiser step of each recorded block.
-        losses: float array (r,), the mean training loss over each block of
-            ``record_every`` steps (each step a fresh batch, so this is an unbiased
-            estimate of the population loss at that point of training).
+    B = (x, sigma, z): x ~ clean (b, d), sigma_i uniform on the L levels, z ~ N(0, I),
+    all float32. The key is split in three, (clean, level, noise), in that order.
+
+    Args:
+        clean: the clean draws' source (``FreshDraws(sample, b)`` or ``FiniteSample(data, b)``).
+        sigmas: the noise levels, shape (L,), finite and > 0.
     """
 
-    model: NoiseConditionalMLP
-    steps: np.ndarray
-    losses: np.ndarray
+    clean: AbstractBatchSource
+    sigmas: Float[Array, " L"]
+
+    def __init__(self, clean: AbstractBatchSource, sigmas):
+        if not isinstance(clean, AbstractBatchSource):
+            raise TypeError(f"clean must be an AbstractBatchSource, got {clean!r}")
+        levels = np.asarray(sigmas, np.float64)
+        if levels.ndim != 1 or levels.size < 1 or not np.all(np.isfinite(levels)) or np.any(levels <= 0):
+            raise ValueError(f"sigmas must be a nonempty 1-D array of finite levels > 0, got {levels}")
+        self.clean = clean
+        self.sigmas = jnp.asarray(levels, PARAM_DTYPE)
+
+    def draw(self, key: PRNGKeyArray) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, "b d"]]:
+        """(clean, sigma, noise), shapes (b, d), (b,), (b, d)."""
+        key_clean, key_level, key_noise = jax.random.split(key, 3)
+        clean = self.clean.draw(key_clean).astype(PARAM_DTYPE)
+        sigma = self.sigmas[jax.random.randint(key_level, (clean.shape[0],), 0, self.sigmas.shape[0])]
+        noise = jax.random.normal(key_noise, clean.shape, PARAM_DTYPE)
+        return clean, sigma, noise
 
 
-@eqx.filter_jit
-def _train_scan(model, sample_clean, sigmas, key, steps: int, batch_size: int, learning_rate: float, record_every: int):
-    optimiser = optax.adam(learning_rate)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    dtype = jax.tree.leaves(params)[0].dtype
-    sigmas = jnp.asarray(sigmas, dtype)
+def dsm_batch_loss(model, batch: tuple) -> Float[Array, ""]:
+    """``dsm_loss(model, *batch)`` for a ``DSMBatches`` batch: the loss ``train`` minimises."""
+    return dsm_loss(model, *batch)
 
-    def loss_fn(params, clean, sigma, noise):
-        return dsm_loss(eqx.combine(params, static), clean, sigma, noise)
 
-    def step(carry, step_key):
-        params, opt_state = carry
-        key_clean, key_level, key_noise = jax.random.split(step_key, 3)
-        clean = sample_clean(key_clean, batch_size).astype(dtype)
-        sigma = sigmas[jax.random.randint(key_level, (batch_size,), 0, sigmas.shape[0])]
-        noise = jax.random.normal(key_noise, clean.shape, dtype)
-        loss, grads = jax.value_and_grad(loss_fn)(params, clean, sigma, noise)
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+class DSMTraining(AbstractTraining):
+    """Optimisation settings of denoising score matching.
 
-    def block(carry, block_keys):
-        carry, losses = jax.lax.scan(step, carry, block_keys)
-        return carry, jnp.mean(losses)
+    Args:
+        optimiser: the optimiser spec (Song & Ermon 2019, Sec. 4.2: Adam; the NCSN toy
+            runner: learning rate 1e-3).
+        steps: optimiser steps, >= 1.
+        batch_size: examples per step (fresh clean draws, one level each), >= 1.
+        record_every: the loss is averaged over blocks of this many steps (must divide
+            steps).
+        ema: the weights' moving average, or None (the default: NCSN trains the toy
+            model without one).
+    """
 
-    keys = jax.random.split(key, steps).reshape(steps // record_every, record_every)
-    (params, _), losses = jax.lax.scan(block, (params, optimiser.init(params)), keys)
-    return eqx.combine(params, static), losses
+    optimiser: AdamSpec = eqx.field(static=True, default=AdamSpec(1e-3))
+    steps: int = eqx.field(static=True, default=10_000)
+    batch_size: int = eqx.field(static=True, default=128)
+    record_every: int = eqx.field(static=True, default=100)
+    ema: EMA | None = eqx.field(static=True, default=None)
 
 
 def train_dsm(
@@ -248,16 +254,14 @@ def train_dsm(
     sigmas,
     *,
     key: PRNGKeyArray,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    record_every: int | None = None,
-) -> DSMTrainingResult:
-    """Train a noise-conditional score by denoising score matching with Adam.
+    training: DSMTraining,
+) -> TrainResult:
+    """Train a noise-conditional score by denoising score matching.
 
     Minimises L(theta) = (1 / L) sum_i sigma_i^2 E || s_theta(x + sigma_i z, sigma_i)
     + z / sigma_i ||^2 / 2 over x ~ data, z ~ N(0, I), one level drawn uniformly per
-    example, a fresh batch every step. The loop is one ``jax.lax.scan``, float32.
+    example, a fresh batch every step: ``models.training.train`` with ``DSMBatches``,
+    one compiled scan, float32.
 
     Args:
         model: the initial network (e.g. ``ScoreMLP().build(key, 2)``).
@@ -265,29 +269,24 @@ def train_dsm(
             ``eqx.Partial`` is traced (no recompilation for new data laws).
         sigmas: the noise levels, shape (L,).
         key: PRNG key of the batches.
-        steps: optimiser steps, >= 1.
-        batch_size: examples per step, >= 1.
-        learning_rate: Adam step size, > 0.
-        record_every: average the loss over blocks of this many steps (must divide
-            ``steps``); None records one block.
+        training: the optimisation settings.
 
     Returns:
-        A ``DSMTrainingResult``.
+        A ``models.training.TrainResult`` (``.model``, ``.ema_model``, ``.steps``,
+        ``.losses``, ``.diverged_at``).
 
     Reference: Song & Ermon (2019), eq. (6) and Section 4.2 (Adam); Kingma & Ba, ICLR 2015.
     """
-    steps = _require_int("steps", steps, 1)
-    batch_size = _require_int("batch_size", batch_size, 1)
-    learning_rate = _require_positive("learning_rate", learning_rate)
-    record_every = steps if record_every is None else _require_int("record_every", record_every, 1)
-    if steps % record_every:
-        raise ValueError(f"record_every must divide steps={steps}, got {record_every}")
-    sigmas = np.asarray(sigmas, np.float64)
-    if sigmas.ndim != 1 or sigmas.size < 1 or not np.all(np.isfinite(sigmas)) or np.any(sigmas <= 0):
-        raise ValueError(f"sigmas must be a nonempty 1-D array of finite levels > 0, got {sigmas}")
-    trained, losses = _train_scan(model, sample_clean, sigmas, key, steps, batch_size, learning_rate, record_every)
-    return DSMTrainingResult(
-        model=trained,
-        steps=np.arange(1, steps // record_every + 1) * record_every,
-        losses=np.asarray(losses, np.float64),
+    if not isinstance(training, DSMTraining):
+        raise ValueError(f"training must be a DSMTraining, got {training!r}")
+    batches = DSMBatches(FreshDraws(sample_clean, training.batch_size), sigmas)
+    return train(
+        model,
+        dsm_batch_loss,
+        optimiser=training.optimiser,
+        batches=batches,
+        n_steps=training.steps,
+        key=key,
+        record_every=training.record_every,
+        ema=training.ema,
     )

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.score_network import ScoreMLP, score_at_level, train_dsm
+from models.score_network import DSMTraining, ScoreMLP, score_at_level, train_dsm
+from models.training import AdamSpec
 from studies.pipeline import ResultStore, config_field, parse_config, run_cells
 from theory.langevin import (
     AbstractNoiseFamily,
@@ -732,8 +733,9 @@ def _learned_cell(config: Config, seed: int) -> list[dict[str, Any]]:
     model = config.network.build(jax.random.fold_in(keys["train"], 0), DIM)
     trained = train_dsm(
         model, eqx.Partial(config.noise_family.sample_base, target), sigmas,
-        key=jax.random.fold_in(keys["train"], 1), steps=config.train_steps, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, record_every=config.loss_record_every,
+        key=jax.random.fold_in(keys["train"], 1),
+        training=DSMTraining(optimiser=AdamSpec(config.learning_rate), steps=config.train_steps,
+                             batch_size=config.batch_size, record_every=config.loss_record_every),
     )
     coordinates = _coordinates(config, "learned")
     rows = [

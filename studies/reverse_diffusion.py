@@ -50,6 +50,7 @@ import pandas as pd
 
 import theory
 from models.epsilon_network import EpsilonMLP, EpsilonNetwork, EpsilonTraining, train_epsilon_network
+from models.training import EMA, AdamSpec
 from studies.pipeline import Progress, ResultStore, config_field, parse_config, run_cells
 from theory.ddpm import AbstractBetaSchedule, CosineBetaSchedule, ExactEpsilon, LinearBetaSchedule
 from theory.diffusion_samplers import (
@@ -193,11 +194,11 @@ class Config:
     def training(self) -> EpsilonTraining:
         """The network's optimisation settings."""
         return EpsilonTraining(
+            optimiser=AdamSpec(self.learning_rate, clip_norm=1.0),
             steps=self.train_steps,
             batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
             t_min=self.train_t_min,
-            ema_decay=self.ema_decay,
+            ema=EMA(self.ema_decay) if self.ema_decay != 0 else None,
             record_every=self.loss_record_every,
         )
 
@@ -440,8 +441,8 @@ class _NetworkHolder:
             self._template(), target.sample, key=_key(self.config.seeds[0], "train"),
             training=self.config.training(), on_block=on_block,
         )
-        self.network = result.network
-        self.losses = (result.steps, result.losses)
+        self.network = result.model if result.ema_model is None else result.ema_model
+        self.losses = (np.asarray(result.steps), np.asarray(result.losses, np.float64))
         path = self._path()
         if path is not None:
             # Written before the training cell's CSV marks it done, and atomically.

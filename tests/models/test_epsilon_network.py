@@ -19,6 +19,7 @@ from models.epsilon_network import (
     sinusoidal_embedding,
     train_epsilon_network,
 )
+from models.training import EMA, AdamSpec
 from theory.diffusion_samplers import EpsilonFromScore, ScoreFromEpsilon
 from theory.sde import VESDE, VPSDE, ExactMarginalScore
 
@@ -92,19 +93,23 @@ def test_training_learns_the_score(key):
     loop (fixed seeds), not a statement about convergence rates."""
     target = theory.gaussian_grid(2)
     network = EpsilonMLP(width=64, depth=2, embedding_dim=16, data_scale=2.0).build(key, 2, SDE)
-    training = EpsilonTraining(steps=600, batch_size=256, learning_rate=3e-3, record_every=200, ema_decay=0.0)
-    steps = []
+    training = EpsilonTraining(optimiser=AdamSpec(3e-3, clip_norm=1.0), steps=600, batch_size=256, record_every=200,
+                               ema=None)
+    reported = []
     result = train_epsilon_network(network, target.sample, key=jax.random.fold_in(key, 1), training=training,
-                                   on_block=lambda step, loss: steps.append(step))
-    assert steps == [200, 400, 600] and result.losses.shape == (3,)
-    assert eqx.tree_equal(result.network, result.raw_network)  # no EMA: the same weights
+                                   on_block=lambda step, loss: reported.append((step, loss)))
+    assert [step for step, _ in reported] == [200, 400, 600] and result.losses.shape == (3,)
+    assert result.steps.tolist() == [200, 400, 600]
+    # The progress callback sees exactly the recorded block means.
+    np.testing.assert_array_equal([loss for _, loss in reported], np.asarray(result.losses))
+    assert result.ema_model is None and int(result.diverged_at) == -1
 
     def fisher(net):
         batched = jax.vmap(ScoreFromEpsilon(SDE, net), in_axes=(0, None))
         law = SDE.noised_target(target, jnp.asarray(0.5))
         return theory.fisher_divergence(law, lambda x: batched(x, jnp.float32(0.5)), key=key, n=5000)
 
-    before, after = fisher(network), fisher(result.network)
+    before, after = fisher(network), fisher(result.model)
     assert after.value + 5 * after.error < 0.1 * (before.value - 5 * before.error), (before, after)
 
 
@@ -127,12 +132,29 @@ def test_network_normalises_its_input_for_any_sde(key):
         (lambda: EpsilonMLP(width=0), "width"),
         (lambda: EpsilonMLP(embedding_dim=7), "embedding_dim"),
         (lambda: EpsilonMLP(data_scale=-1.0), "data_scale"),
-        (lambda: EpsilonTraining(steps=100, record_every=30), "record_every"),
-        (lambda: EpsilonTraining(learning_rate=float("inf")), "learning_rate"),
-        (lambda: EpsilonTraining(ema_decay=1.0), "ema_decay"),
-        (lambda: EpsilonTraining(t_min=0.0), "t_min"),
+        (lambda: EpsilonMLP(width=True), "width must be an integer"),
+        (lambda: EpsilonTraining(steps=100, record_every=30), "record_every must divide steps=100, got 30"),
+        (lambda: EpsilonTraining(optimiser=AdamSpec(float("inf"))), "learning_rate"),
+        (lambda: EpsilonTraining(ema=EMA(1.0)), "decay"),
+        (lambda: EpsilonTraining(t_min=0.0), "t_min must be a finite number in \\(0, 1\\), got 0.0"),
+        (lambda: EpsilonTraining(batch_size=0), "batch_size must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_settings_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_training_returns_the_moving_average_beside_the_last_iterate(key):
+    """With EMA(0.9) the result holds both the averaged weights and the last iterate,
+    and they differ (the average's closed form is tested in tests/models/test_training.py);
+    a t_min beyond the SDE's horizon is rejected before training."""
+    target = theory.gaussian_grid(2)
+    network = EpsilonMLP(width=8, depth=1, embedding_dim=8).build(key, 2, SDE)
+    result = train_epsilon_network(network, target.sample, key=key,
+                                   training=EpsilonTraining(steps=20, batch_size=16, record_every=10, ema=EMA(0.9)))
+    assert result.steps.tolist() == [10, 20] and int(result.state.step) == 20
+    assert result.ema_model is not None and not eqx.tree_equal(result.model, result.ema_model)
+    with pytest.raises(ValueError, match="t_min must be < T=0.5"):
+        short = EpsilonMLP(width=8, depth=1, embedding_dim=8).build(key, 2, VPSDE(t_max=0.5))
+        train_epsilon_network(short, target.sample, key=key, training=EpsilonTraining(t_min=0.7, steps=10, record_every=10))

@@ -15,6 +15,8 @@ import pytest
 import theory
 from models.score_network import (
     PARAM_DTYPE,
+    DSMBatches,
+    DSMTraining,
     NoiseConditionalMLP,
     ScoreMLP,
     dsm_loss,
@@ -22,6 +24,7 @@ from models.score_network import (
     score_at_level,
     train_dsm,
 )
+from models.training import AdamSpec, FiniteSample
 from theory.langevin import ConvolvedTarget
 
 
@@ -50,7 +53,8 @@ def test_network_output_scales_as_one_over_sigma_at_fixed_features(key):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"width": 0}, "width must be >= 1, got 0"), ({"hidden_layers": 0}, "hidden_layers must be >= 1"),
+    [({"width": 0}, "width must be an integer >= 1, got 0"), ({"hidden_layers": 0}, "hidden_layers must be an integer >= 1"),
+     ({"width": 2.0}, "width must be an integer >= 1, got 2.0"),
      ({"data_scale": -1.0}, "data_scale must be a finite number > 0")],
 )
 def test_spec_rejects_bad_architecture(kwargs, message):
@@ -127,10 +131,11 @@ def test_training_reduces_the_fisher_divergence_at_every_level(key):
     sigmas = np.asarray([2.0, 0.7])
     key_init, key_train, key_fisher = jax.random.split(key, 3)
     model = ScoreMLP(width=32, hidden_layers=2, data_scale=1.5).build(key_init, 2)
-    result = train_dsm(model, eqx.Partial(family.sample_base, target), sigmas, key=key_train, steps=1500,
-                       batch_size=128, learning_rate=3e-3, record_every=500)
+    training = DSMTraining(optimiser=AdamSpec(3e-3), steps=1500, batch_size=128, record_every=500)
+    result = train_dsm(model, eqx.Partial(family.sample_base, target), sigmas, key=key_train, training=training)
     assert result.steps.tolist() == [500, 1000, 1500]
-    assert np.all(np.isfinite(result.losses))
+    assert np.all(np.isfinite(result.losses)) and int(result.diverged_at) == -1
+    assert result.ema_model is None
     assert all(leaf.dtype == PARAM_DTYPE for leaf in jax.tree.leaves(eqx.filter(result.model, eqx.is_inexact_array)))
     for sigma in sigmas:
         law = family.law(target, sigma)
@@ -143,12 +148,42 @@ def test_training_reduces_the_fisher_divergence_at_every_level(key):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"steps": 10, "record_every": 3}, "record_every must divide steps=10, got 3"),
-     ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
-     ({"batch_size": 0}, "batch_size must be >= 1, got 0")],
+     ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+     ({"steps": True}, "steps must be an integer >= 1, got True"),
+     ({"optimiser": "adam"}, "optimiser must be an AbstractOptimiserSpec"),
+     ({"ema": 0.99}, "ema must be an EMA or None")],
 )
-def test_training_rejects_bad_arguments(kwargs, message, key):
+def test_training_settings_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DSMTraining(**kwargs)
+
+
+def test_training_rejects_bad_arguments(key):
     target = theory.ncsn_two_modes()
     model = ScoreMLP(width=4, hidden_layers=1).build(key, 2)
-    arguments = {"steps": 10, "batch_size": 8, "learning_rate": 1e-3, "record_every": None, **kwargs}
-    with pytest.raises(ValueError, match=message):
-        train_dsm(model, eqx.Partial(ConvolvedTarget().sample_base, target), [1.0], key=key, **arguments)
+    sample = eqx.Partial(ConvolvedTarget().sample_base, target)
+    with pytest.raises(ValueError, match="sigmas must be a nonempty 1-D array of finite levels > 0"):
+        train_dsm(model, sample, [1.0, -1.0], key=key, training=DSMTraining(steps=10, record_every=5))
+    with pytest.raises(ValueError, match="training must be a DSMTraining"):
+        train_dsm(model, sample, [1.0], key=key, training={"steps": 10})
+
+
+def test_dsm_batches_draw_levels_uniformly_and_standard_noise(key):
+    # Clean points from a finite sample of two rows, 4 levels. Each level's count among
+    # n = 40,000 draws is Binomial(n, 1/4): |count/n - 1/4| <= 5 sqrt(p(1-p)/n) fails with
+    # probability 5.7e-7 per level. The noise coordinates' mean and variance are checked
+    # to 5 SE as well (SE of the mean 1/sqrt(nd); of the variance sqrt(2/(nd))).
+    data = jnp.asarray([[1.0, 2.0], [-3.0, 4.0]])
+    sigmas = np.asarray([0.1, 0.5, 2.0, 8.0])
+    n = 40_000
+    clean, sigma, noise = DSMBatches(FiniteSample(data, n), sigmas).draw(key)
+    assert clean.shape == noise.shape == (n, 2) and sigma.shape == (n,)
+    assert clean.dtype == sigma.dtype == noise.dtype == PARAM_DTYPE
+    assert np.all(np.any(np.all(np.asarray(clean)[:, None, :] == np.asarray(data)[None], axis=-1), axis=1))
+    levels = np.asarray(sigmas, np.float32)
+    counts = np.asarray([(np.asarray(sigma) == level).sum() for level in levels])
+    assert counts.sum() == n
+    assert np.all(np.abs(counts / n - 0.25) <= 5 * math.sqrt(0.25 * 0.75 / n)), counts
+    flat = np.asarray(noise, np.float64).ravel()
+    assert abs(flat.mean()) <= 5 / math.sqrt(flat.size)
+    assert abs(flat.var() - 1.0) <= 5 * math.sqrt(2.0 / flat.size)

@@ -1,0 +1,535 @@
+"""One training loop for every model trained by a single loss: jitted, scanned, vmappable.
+
+``train(model, loss_fn, optimiser=..., batches=..., n_steps=..., key=..., record_every=...)``
+runs
+
+    theta_{k+1} = theta_k + u_k,   (u_k, s_{k+1}) = optimiser.update(grad L(theta_k; B_k), s_k, theta_k),
+    B_k = batches.draw(key_k),
+
+for k = 0 .. n_steps - 1 as one compiled program: an outer ``jax.lax.scan`` over the
+n_steps / record_every records, an inner one over the record_every steps of each, so
+the loss curve costs n_steps / record_every numbers of memory whatever n_steps is. The
+optional exponential moving average of the weights (Polyak & Juditsky 1992; Ho et al.
+2020, App. B) is carried alongside. ``eqx.filter_vmap`` of a function calling ``train``
+trains many replicas (seeds, initial models, data sets) as one program, the same code on
+CPU or GPU.
+
+Divergence: the first step whose loss, or whose updated parameters, is not finite is
+recorded in ``TrainState.diverged_at`` (the 0-based index of that step, -1 if none). The
+replica keeps running (its numbers are then NaN or inf) so that, under ``vmap``, the
+other replicas are unaffected.
+
+The components are objects: the optimiser is a hashable spec (``AdamSpec``) built into
+an optax transform inside the trace (or an ``optax.GradientTransformation`` given
+directly), the batches an ``AbstractBatchSource`` (``FiniteSample``, ``FreshDraws``, or
+a model's own noising source), the average an ``EMA``. A model's settings object (e.g.
+``models.epsilon_network.EpsilonTraining``) subclasses ``AbstractTraining``, which holds
+and validates the fields every training shares.
+
+Training that is not one loss (a GAN's alternating critic and generator steps) keeps its
+own step function and shares ``run_in_chunks``, which advances any state between
+evaluation steps and gathers what each chunk records.
+
+References:
+    Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015, Algorithm 1.
+    Polyak & Juditsky, "Acceleration of stochastic approximation by averaging", SIAM J.
+    Control Optim. 30(4), 1992.
+    Ho, Jain & Abbeel, "Denoising diffusion probabilistic models", NeurIPS 2020, App. B
+    (EMA 0.9999, gradient clipping at norm 1).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from theory.validation import check_count
+
+__all__ = [
+    "PARAM_DTYPE",
+    "EMA",
+    "AbstractBatchSource",
+    "AbstractOptimiserSpec",
+    "AbstractTraining",
+    "AdamSpec",
+    "FiniteSample",
+    "FreshDraws",
+    "TrainResult",
+    "TrainState",
+    "check_real",
+    "init_train_state",
+    "run_in_chunks",
+    "train",
+]
+
+PARAM_DTYPE = jnp.float32
+"""Dtype of every trained parameter: training runs in float32 even when float64 is enabled."""
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    include_minimum: bool = True,
+    include_maximum: bool = True,
+) -> float:
+    """A finite real number (not a bool, not an array) in the given interval, as a float.
+
+    Kept here until ``theory.validation`` has a scalar-interval check of its own.
+
+    Raises:
+        ValueError: naming `name`, the interval and the value.
+    """
+    if minimum is not None and maximum is not None:
+        where = f" in {'[' if include_minimum else '('}{minimum:g}, {maximum:g}{']' if include_maximum else ')'}"
+    elif minimum is not None:
+        where = f" {'>=' if include_minimum else '>'} {minimum:g}"
+    elif maximum is not None:
+        where = f" {'<=' if include_maximum else '<'} {maximum:g}"
+    else:
+        where = ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+    below = minimum is not None and (value < minimum if include_minimum else value <= minimum)
+    above = maximum is not None and (value > maximum if include_maximum else value >= maximum)
+    if below or above:
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------
+# Optimisers and averages.
+
+
+class AbstractOptimiserSpec(eqx.Module):
+    """Hashable settings of an optimiser, storable in a config; ``build()`` gives the optax
+    transform (built inside the trace, so equal specs share one compilation)."""
+
+    @abc.abstractmethod
+    def build(self) -> optax.GradientTransformation:
+        """The optax gradient transformation."""
+
+
+class AdamSpec(AbstractOptimiserSpec):
+    """Adam, optionally after clipping the gradient's global norm.
+
+    m_k = b1 m_{k-1} + (1 - b1) g_k,  v_k = b2 v_{k-1} + (1 - b2) g_k^2,
+    u_k = -learning_rate (m_k / (1 - b1^k)) / (sqrt(v_k / (1 - b2^k)) + eps),
+    with g_k replaced by g_k min(1, clip_norm / ||g_k||) when clip_norm is set.
+
+    Args:
+        learning_rate: step size, > 0.
+        b1: first-moment decay in [0, 1).
+        b2: second-moment decay in [0, 1).
+        eps: added to the denominator, > 0.
+        clip_norm: global-norm clip (> 0), or None for none (Ho et al. 2020: 1).
+
+    Reference: Kingma & Ba (2015), Algorithm 1; Pascanu, Mikolov & Bengio, ICML 2013
+    (clipping by norm).
+    """
+
+    learning_rate: float = eqx.field(static=True, default=1e-3)
+    b1: float = eqx.field(static=True, default=0.9)
+    b2: float = eqx.field(static=True, default=0.999)
+    eps: float = eqx.field(static=True, default=1e-8)
+    clip_norm: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_real("learning_rate", self.learning_rate, minimum=0.0, include_minimum=False)
+        check_real("b1", self.b1, minimum=0.0, maximum=1.0, include_maximum=False)
+        check_real("b2", self.b2, minimum=0.0, maximum=1.0, include_maximum=False)
+        check_real("eps", self.eps, minimum=0.0, include_minimum=False)
+        if self.clip_norm is not None:
+            check_real("clip_norm", self.clip_norm, minimum=0.0, include_minimum=False)
+
+    def build(self) -> optax.GradientTransformation:
+        """``optax.adam``, chained after ``optax.clip_by_global_norm`` when clip_norm is set."""
+        adam = optax.adam(self.learning_rate, b1=self.b1, b2=self.b2, eps=self.eps)
+        if self.clip_norm is None:
+            return adam
+        return optax.chain(optax.clip_by_global_norm(self.clip_norm), adam)
+
+
+class EMA(eqx.Module):
+    """Exponential moving average of the weights: e_k = decay e_{k-1} + (1 - decay) theta_k, e_0 = theta_0.
+
+    Args:
+        decay: in (0, 1) (Ho et al. 2020: 0.9999 over 800k steps). No average is
+            ``ema=None``, not decay 0.
+
+    Reference: Polyak & Juditsky (1992); Ho et al. (2020), App. B.
+    """
+
+    decay: float = eqx.field(static=True, default=0.999)
+
+    def __check_init__(self):
+        check_real("decay", self.decay, minimum=0.0, maximum=1.0, include_minimum=False, include_maximum=False)
+
+    def update(self, average: PyTree, params: PyTree) -> PyTree:
+        """decay * average + (1 - decay) * params, leaf by leaf."""
+        return jax.tree.map(lambda e, p: self.decay * e + (1.0 - self.decay) * p, average, params)
+
+
+def _build(optimiser) -> optax.GradientTransformation:
+    return optimiser.build() if isinstance(optimiser, AbstractOptimiserSpec) else optimiser
+
+
+def _check_optimiser(optimiser) -> None:
+    if not isinstance(optimiser, (AbstractOptimiserSpec, optax.GradientTransformation)):
+        raise TypeError(
+            f"optimiser must be an AbstractOptimiserSpec (e.g. AdamSpec(1e-3)) or an "
+            f"optax.GradientTransformation, got {optimiser!r}"
+        )
+
+
+def _check_ema(ema) -> None:
+    if ema is not None and not isinstance(ema, EMA):
+        raise TypeError(f"ema must be an EMA or None, got {ema!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Batch sources.
+
+
+class AbstractBatchSource(eqx.Module):
+    """Where training batches come from: ``draw(key)`` returns one batch (any pytree).
+
+    Array fields (data, a sampler's parameters) are traced, so one compilation serves
+    new data of the same shape, and ``vmap`` can give each replica its own.
+    """
+
+    @abc.abstractmethod
+    def draw(self, key: PRNGKeyArray) -> PyTree:
+        """One batch, drawn with `key`."""
+
+
+class FiniteSample(AbstractBatchSource):
+    """Uniform draws with replacement from n stored points: the empirical law mu_n.
+
+    B = (x_{I_1}, ..., x_{I_b}),  I_j i.i.d. uniform on {0, ..., n - 1}.
+
+    Args:
+        data: the training set, shape ``(n, ...)``, n >= 1; or a pytree of arrays
+            sharing the leading axis n (e.g. inputs and targets), indexed jointly.
+        batch_size: b >= 1.
+    """
+
+    data: PyTree[Float[Array, "n ..."]]
+    batch_size: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_count("batch_size", self.batch_size)
+        shapes = [jnp.shape(leaf) for leaf in jax.tree.leaves(self.data)]
+        if not shapes or any(len(shape) < 1 or shape[0] != shapes[0][0] for shape in shapes) or shapes[0][0] < 1:
+            raise ValueError(f"data must have shape (n, ...) with n >= 1 (every leaf the same n), got shapes {shapes}")
+
+    def draw(self, key: PRNGKeyArray) -> PyTree[Float[Array, "b ..."]]:
+        """b rows of `data`, indices uniform with replacement."""
+        n = jax.tree.leaves(self.data)[0].shape[0]
+        rows = jax.random.randint(key, (self.batch_size,), 0, n)
+        return jax.tree.map(lambda leaf: leaf[rows], self.data)
+
+
+class FreshDraws(AbstractBatchSource):
+    """A fresh batch from a sampler every step: ``sample(key, batch_size)``.
+
+    Args:
+        sample: (key, n) -> n draws; an Equinox module or ``eqx.Partial`` (e.g. a
+            distribution's bound ``sample``) is traced, so a new law of the same
+            structure does not recompile.
+        batch_size: n >= 1.
+    """
+
+    sample: Callable[[PRNGKeyArray, int], PyTree]
+    batch_size: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not callable(self.sample):
+            raise TypeError(f"sample must be callable as sample(key, n), got {self.sample!r}")
+        check_count("batch_size", self.batch_size)
+
+    def draw(self, key: PRNGKeyArray) -> PyTree:
+        """``sample(key, batch_size)``."""
+        return self.sample(key, self.batch_size)
+
+
+# --------------------------------------------------------------------------------------
+# Settings shared by the models' training objects.
+
+
+class AbstractTraining(eqx.Module):
+    """The fields every single-loss training has; a model's settings subclass it.
+
+    Attributes:
+        optimiser: the optimiser spec.
+        steps: optimiser steps, >= 1.
+        batch_size: examples per step, >= 1.
+        record_every: the loss is averaged over blocks of this many steps (must divide
+            steps).
+        ema: the weights' moving average, or None.
+    """
+
+    optimiser: eqx.AbstractVar[AbstractOptimiserSpec]
+    steps: eqx.AbstractVar[int]
+    batch_size: eqx.AbstractVar[int]
+    record_every: eqx.AbstractVar[int]
+    ema: eqx.AbstractVar[EMA | None]
+
+    def __check_init__(self):
+        if not isinstance(self.optimiser, AbstractOptimiserSpec):
+            raise ValueError(f"optimiser must be an AbstractOptimiserSpec (e.g. AdamSpec(1e-3)), got {self.optimiser!r}")
+        check_count("steps", self.steps)
+        check_count("batch_size", self.batch_size)
+        check_count("record_every", self.record_every)
+        if self.steps % self.record_every:
+            raise ValueError(f"record_every must divide steps={self.steps}, got {self.record_every}")
+        if self.ema is not None and not isinstance(self.ema, EMA):
+            raise ValueError(f"ema must be an EMA or None, got {self.ema!r}")
+
+
+# --------------------------------------------------------------------------------------
+# The loop.
+
+
+class TrainState(eqx.Module):
+    """Everything a run carries from one step to the next (vmappable: stack replicas).
+
+    Attributes:
+        model: the current iterate theta_k.
+        opt_state: the optimiser's state.
+        ema_model: the moving average of the weights (same structure as model), or None.
+        step: k, the number of steps taken, int32 scalar.
+        diverged_at: 0-based index of the first step whose loss or updated parameters
+            were not finite, -1 if none, int32 scalar.
+    """
+
+    model: PyTree
+    opt_state: optax.OptState
+    ema_model: PyTree | None
+    step: Int[Array, ""]
+    diverged_at: Int[Array, ""]
+
+
+class TrainResult(eqx.Module):
+    """What ``train`` returns (under ``vmap`` every array gains the replica axis).
+
+    Attributes:
+        state: the final ``TrainState``; pass it back to ``train`` to continue.
+        losses: float32 (n_steps / record_every,), the mean loss over each block of
+            record_every steps (with a fresh batch each step, an unbiased estimate of
+            the population loss along training).
+        steps: int32 (n_steps / record_every,), the step count at the end of each block.
+    """
+
+    state: TrainState
+    losses: Float[Array, " r"]
+    steps: Int[Array, " r"]
+
+    @property
+    def model(self) -> PyTree:
+        """The last iterate."""
+        return self.state.model
+
+    @property
+    def ema_model(self) -> PyTree | None:
+        """The weights' moving average, or None when no EMA was kept."""
+        return self.state.ema_model
+
+    @property
+    def diverged_at(self) -> Int[Array, ""]:
+        """0-based index of the first non-finite step, -1 if none."""
+        return self.state.diverged_at
+
+
+def _params(model) -> PyTree:
+    return eqx.filter(model, eqx.is_inexact_array)
+
+
+def _check_float32(model) -> None:
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(_params(model))}
+    if not dtypes:
+        raise ValueError("model must hold at least one floating-point array to train, got none")
+    if dtypes != {jnp.dtype(PARAM_DTYPE)}:
+        raise ValueError(f"model parameters must be float32 (training runs in float32), got dtypes {sorted(map(str, dtypes))}")
+
+
+def init_train_state(model: PyTree, *, optimiser, ema: EMA | None = None) -> TrainState:
+    """The state at step 0: theta_0 = model, the optimiser's initial state, e_0 = theta_0.
+
+    Args:
+        model: an Equinox model (or any pytree) with float32 floating-point leaves; those
+            leaves are the trained parameters, every other leaf is held fixed.
+        optimiser: an ``AbstractOptimiserSpec`` or an ``optax.GradientTransformation``.
+        ema: an ``EMA`` or None.
+
+    Returns:
+        A ``TrainState`` (vmappable over models: ``eqx.filter_vmap(init_train_state)``).
+    """
+    _check_optimiser(optimiser)
+    _check_ema(ema)
+    return TrainState(
+        model=model,
+        opt_state=_build(optimiser).init(_params(model)),
+        ema_model=None if ema is None else model,
+        step=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32),
+    )
+
+
+@eqx.filter_jit
+def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, key, n_steps: int, record_every: int, ema):
+    transform = _build(optimiser)
+    # Non-array leaves (activation functions, static settings) cannot be scan carries:
+    # scan over the array part and recombine with the rest inside the body.
+    dynamic, static = eqx.partition(state, eqx.is_array)
+
+    def step(carry, step_key):
+        state = eqx.combine(carry, static)
+        params, frozen = eqx.partition(state.model, eqx.is_inexact_array)
+        batch = batches.draw(step_key)
+        loss, grads = jax.value_and_grad(lambda p: loss_fn(eqx.combine(p, frozen), batch))(params)
+        updates, opt_state = transform.update(grads, state.opt_state, params)
+        params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
+        ema_model = state.ema_model
+        if ema is not None:
+            ema_model = eqx.combine(ema.update(_params(ema_model), params), frozen)
+        new_state = TrainState(
+            model=eqx.combine(params, frozen),
+            opt_state=opt_state,
+            ema_model=ema_model,
+            step=state.step + 1,
+            diverged_at=diverged_at.astype(jnp.int32),
+        )
+        return eqx.filter(new_state, eqx.is_array), loss
+
+    def record(carry, record_keys):
+        carry, losses = jax.lax.scan(step, carry, record_keys)
+        return carry, (jnp.mean(losses), eqx.combine(carry, static).step)
+
+    n_records = n_steps // record_every
+    keys = jax.random.split(key, n_steps)
+    keys = keys.reshape((n_records, record_every) + keys.shape[1:])
+    dynamic, (losses, steps) = jax.lax.scan(record, dynamic, keys)
+    return TrainResult(state=eqx.combine(dynamic, static), losses=losses, steps=steps)
+
+
+def train(
+    model: PyTree | TrainState,
+    loss_fn: Callable[[PyTree, PyTree], Float[Array, ""]],
+    *,
+    optimiser,
+    batches: AbstractBatchSource,
+    n_steps: int,
+    key: PRNGKeyArray,
+    record_every: int,
+    ema: EMA | None = None,
+) -> TrainResult:
+    """Minimise E_B loss_fn(theta, B) by `n_steps` optimiser steps, one compiled scan.
+
+    theta_{k+1} = theta_k + u_k with u_k from the optimiser applied to
+    grad_theta loss_fn(theta_k, B_k), B_k = batches.draw(key_k); the keys key_0..key_{n-1}
+    are ``jax.random.split(key, n_steps)`` in order. Jitted (``eqx.filter_jit``); call it
+    inside ``eqx.filter_vmap`` to train replicas at once.
+
+    Args:
+        model: the initial model (float32 floating-point leaves are trained, every other
+            leaf is held fixed), or a ``TrainState`` from an earlier call to continue
+            (same optimiser and ema).
+        loss_fn: (model, batch) -> scalar loss. Pass the same function object each
+            call (a module-level function, not a fresh lambda) to reuse the compilation.
+        optimiser: an ``AbstractOptimiserSpec`` (``AdamSpec(1e-3)``) or an
+            ``optax.GradientTransformation``.
+        batches: an ``AbstractBatchSource``.
+        n_steps: steps, >= 1, a multiple of record_every.
+        key: PRNG key of the batches.
+        record_every: the loss is averaged over blocks of this many steps, >= 1.
+        ema: an ``EMA`` to carry the weights' moving average, or None.
+
+    Returns:
+        A ``TrainResult``: final state (model, ema_model, diverged_at) and the loss curve.
+
+    Reference: Kingma & Ba (2015), Algorithm 1 (with ``AdamSpec``).
+    """
+    n_steps = check_count("n_steps", n_steps)
+    record_every = check_count("record_every", record_every)
+    if n_steps % record_every:
+        raise ValueError(f"record_every must divide n_steps={n_steps}, got {record_every}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(model, batch), got {loss_fn!r}")
+    if not isinstance(batches, AbstractBatchSource):
+        raise TypeError(f"batches must be an AbstractBatchSource (FiniteSample, FreshDraws, ...), got {batches!r}")
+    _check_optimiser(optimiser)
+    _check_ema(ema)
+    if key is None:
+        raise ValueError("key must be a JAX PRNG key, got None")
+    if isinstance(model, TrainState):
+        state = model
+        if (state.ema_model is None) != (ema is None):
+            raise ValueError(
+                f"ema must match the state being continued: the state {'has no' if state.ema_model is None else 'has an'} "
+                f"EMA, got ema={ema!r}"
+            )
+    else:
+        _check_float32(model)
+        state = init_train_state(model, optimiser=optimiser, ema=ema)
+    _check_float32(state.model)
+    return _train(state, loss_fn, optimiser, batches, key, n_steps, record_every, ema)
+
+
+# --------------------------------------------------------------------------------------
+# Chunks between evaluations.
+
+
+def run_in_chunks(
+    advance: Callable[[Any, int, int], tuple[Any, Any]],
+    state: Any,
+    boundaries: Sequence[int],
+    *,
+    on_boundary: Callable[[Any, int, Any], None] | None = None,
+) -> tuple[Any, list[tuple[int, Any]]]:
+    """Advance a training state from boundary to boundary and gather each chunk's record.
+
+    For each boundary b_j (increasing, from 0): when b_j exceeds the steps done,
+    ``state, record = advance(state, done, b_j)`` runs steps done .. b_j - 1 (one
+    compiled call: keep the chunk length fixed to reuse the compilation); then
+    ``on_boundary(state, b_j, record)`` (evaluation, progress; record is None at a
+    boundary with no new steps, e.g. 0).
+
+    Args:
+        advance: (state, start, stop) -> (state, record); e.g. a ``train`` call on
+            ``stop - start`` steps with a key folded with ``stop``.
+        state: the initial state (anything ``advance`` accepts, replicas stacked or not).
+        boundaries: nondecreasing step counts >= 0.
+        on_boundary: called after reaching each boundary, or None.
+
+    Returns:
+        The final state and the list of (stop, record) of the chunks that ran.
+    """
+    if not callable(advance):
+        raise TypeError(f"advance must be callable as advance(state, start, stop), got {advance!r}")
+    boundaries = [check_count("boundaries", b, minimum=0) for b in boundaries]
+    if any(b < a for a, b in zip(boundaries, boundaries[1:])):
+        raise ValueError(f"boundaries must be nondecreasing, got {boundaries}")
+    done, records = 0, []
+    for stop in boundaries:
+        record = None
+        if stop > done:
+            state, record = advance(state, done, stop)
+            records.append((stop, record))
+            done = stop
+        if on_boundary is not None:
+            on_boundary(state, stop, record)
+    return state, records
