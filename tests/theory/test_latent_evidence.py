@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,14 +43,21 @@ def _rounding(k, value):
     return _fine_nodes(k) * EPS + 10 * EPS * (1 + abs(value))
 
 
+class LinearLikelihood(eqx.Module):
+    """log N(x; W z + b, sigma^2 I) as a pytree, so that one compilation serves every
+    (W, b, sigma) of the same shapes (a fresh closure per test would recompile)."""
+
+    model: LinearGaussianModel
+
+    def log_likelihood(self, x, z):
+        k = self.model.latent_dim
+        return self.model.log_joint(x, z) - (-0.5 * jnp.sum(z**2) - 0.5 * k * math.log(2 * math.pi))
+
+
 def linear_gaussian(k, sigma):
     """The pPCA model of theory.elbo and the same model as a LatentModel."""
-    model = LinearGaussianModel(jnp.asarray(FULL_WEIGHT[:, :k]), jnp.asarray(BIAS), sigma)
-
-    def log_likelihood(x, z):
-        return model.log_joint(x, z) - (-0.5 * jnp.sum(z**2) - 0.5 * k * math.log(2 * math.pi))
-
-    return model, LatentModel(log_likelihood, k)
+    model = LinearGaussianModel(jnp.asarray(FULL_WEIGHT[:, :k]), jnp.asarray(BIAS), jnp.asarray(sigma, jnp.float64))
+    return model, LatentModel(LinearLikelihood(model).log_likelihood, k)
 
 
 @pytest.mark.parametrize("k", [1, 2])
