@@ -198,11 +198,8 @@ def train_vqvae(
     data = jnp.asarray(data, jnp.float32)
     optimiser = optax.adam(learning_rate)
     dynamic, static = eqx.partition(model, eqx.is_array)
-    # EMA state is not trained by gradient.
-    trainable = eqx.tree_at(lambda m: (m.ema_counts, m.ema_sums), jax.tree.map(lambda _: True, dynamic), (False, False))
-    if model.spec.ema is not None:
-        trainable = eqx.tree_at(lambda m: m.codebook, trainable, False)
-
+    # No gradient reaches the EMA statistics, nor the codebook under EMA (its loss term is
+    # dropped and every other use is behind stop_gradient), so Adam leaves them unchanged.
     def step(carry, step_key):
         dynamic_model, opt_state = carry
         x = data[jax.random.randint(step_key, (batch_size,), 0, data.shape[0])]
@@ -211,7 +208,6 @@ def train_vqvae(
             return vqvae_loss(eqx.combine(dm, static), x)
 
         (loss, codes), grads = jax.value_and_grad(loss_fn, has_aux=True)(dynamic_model)
-        grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, trainable)
         updates, opt_state = optimiser.update(grads, opt_state, dynamic_model)
         new_model = eqx.combine(optax.apply_updates(dynamic_model, updates), static)
         if new_model.spec.ema is not None:
