@@ -62,10 +62,14 @@ def maxmin(x: Float[Array, " width"]) -> Float[Array, " width"]:
     """
     if x.shape[-1] % 2:
         raise ValueError(f"maxmin needs an even number of units, got {x.shape[-1]}")
-    first, second = x[0::2], x[1::2]
-    return jnp.stack([jnp.minimum(first, second), jnp.maximum(first, second)], axis=-1).reshape(
-        x.shape
-    )
+    # Each unit meets its partner through a reversal within its pair, and an even/odd
+    # mask picks min or max: only elementwise ops and a reversal, which XLA fuses into
+    # one loop whose backward is as cheap, where strided slices x[0::2], x[1::2] cost
+    # a pad-and-add per slice in the backward pass. Exact: no arithmetic on the values.
+    pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
+    partner = pairs[..., ::-1]
+    is_low = jnp.arange(2) == 0
+    return jnp.where(is_low, jnp.minimum(pairs, partner), jnp.maximum(pairs, partner)).reshape(x.shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -73,12 +77,12 @@ def maxmin(x: Float[Array, " width"]) -> Float[Array, " width"]:
 
 
 def bjorck_orthonormalise(
-    weight: Float[Array, "out in"], *, iterations: int, beta: float = 0.5
+    weight: Float[Array, "out in"], *, iterations: int, beta: float = 0.5, min_scale: float = 0.0
 ) -> Float[Array, "out in"]:
     """Björck's orthonormalisation of order 1, after a safe rescaling.
 
-    ``W_0 = W / c`` with ``c = sqrt(||G||_inf) >= sigma_max(W)``, where ``G`` is the
-    smaller of the Gram matrices ``W^T W`` and ``W W^T``; then
+    ``W_0 = W / c`` with ``c = max(sqrt(||G||_inf), min_scale) >= sigma_max(W)``, where
+    ``G`` is the smaller of the Gram matrices ``W^T W`` and ``W W^T``; then
     ``W_{k+1} = (1 + beta) W_k - beta W_k W_k^T W_k`` for ``k < iterations``.
 
     Each step maps every singular value by ``s -> (1 + beta) s - beta s^3``. The rescaling
@@ -95,6 +99,10 @@ def bjorck_orthonormalise(
         weight: raw weight, shape ``(out, in)``.
         iterations: number of Björck steps, ``>= 0``.
         beta: step parameter, in ``(0, 1/2]`` for the guarantee above.
+        min_scale: a floor on ``c``, ``>= 0``. The public code divides by the constant
+            ``sqrt(out * in)``; passing it here reproduces that scaling whenever it is
+            safe (``sqrt(out * in) >= sqrt(||G||_inf)``) and keeps the guarantee when
+            it is not. A larger ``c`` only shrinks ``W_0``, so ``||W_0||_2 <= 1`` holds.
 
     Returns:
         The (approximately) orthonormalised weight, shape ``(out, in)``, same dtype.
@@ -107,7 +115,8 @@ def bjorck_orthonormalise(
     gram = weight.T @ weight if tall else weight @ weight.T
     bound_sq = jnp.max(jnp.sum(jnp.abs(gram), axis=1))
     # A zero matrix stays zero instead of becoming 0/0.
-    w = weight / jnp.sqrt(jnp.where(bound_sq > 0, bound_sq, 1.0))
+    scale = jnp.maximum(jnp.sqrt(jnp.where(bound_sq > 0, bound_sq, 1.0)), min_scale)
+    w = weight / scale
     for _ in range(iterations):
         # W W^T W associated so the Gram matrix is the smaller one.
         cubic = w @ (w.T @ w) if tall else (w @ w.T) @ w
@@ -142,7 +151,7 @@ class UnconstrainedLinear(AbstractLinear):
 class BjorckLinear(AbstractLinear):
     """An affine layer whose weight is orthonormalised in every forward pass.
 
-    ``x -> bjorck_orthonormalise(W, iterations, beta) x + b``; see
+    ``x -> bjorck_orthonormalise(W, iterations, beta, min_scale) x + b``; see
     ``bjorck_orthonormalise`` for the equation and the guarantee ``||W_eff||_2 <= 1``.
     """
 
@@ -150,9 +159,21 @@ class BjorckLinear(AbstractLinear):
     bias: Float[Array, " out"]
     iterations: int = eqx.field(static=True)
     beta: float = eqx.field(static=True)
+    min_scale: float = eqx.field(static=True, default=0.0)
 
     def effective_weight(self) -> Float[Array, "out in"]:
-        return bjorck_orthonormalise(self.weight, iterations=self.iterations, beta=self.beta)
+        return bjorck_orthonormalise(
+            self.weight, iterations=self.iterations, beta=self.beta, min_scale=self.min_scale
+        )
+
+    def orthonormalise_stored(self, iterations: int) -> BjorckLinear:
+        """The same layer with ``W`` replaced by ``bjorck_orthonormalise(W, iterations)``.
+
+        The stored weight then starts the next forward pass's iteration next to its
+        fixed point, where each step squares the distance of the singular values to 1.
+        """
+        weight = bjorck_orthonormalise(self.weight, iterations=iterations, beta=self.beta)
+        return eqx.tree_at(lambda layer: layer.weight, self, weight)
 
 
 def _unit(v: Float[Array, " n"]) -> Float[Array, " n"]:
@@ -306,53 +327,89 @@ class AbstractCriticSpec(eqx.Module):
         """Applied after every optimiser step (identity unless the spec constrains)."""
 
 
+BJORCK_INITS = ("orthonormal", "public")
+"""The initialisations a ``BjorckGroupSort`` critic offers (see its docstring)."""
+
+
 class BjorckGroupSort(AbstractCriticSpec):
     """The paper's critic: Björck-orthonormalised linear layers and MaxMin activations.
 
     ``D(x) = L_q(maxmin(... maxmin(L_1(x))))`` with
-    ``L_k(h) = bjorck_orthonormalise(W_k, iterations, beta) h + b_k`` and ``W_k``
-    orthogonally initialised. Every effective weight has spectral norm <= 1 after any
-    number of iterations (see ``bjorck_orthonormalise``), so D is 1-Lipschitz by
-    construction; no penalty and no projection.
+    ``L_k(h) = bjorck_orthonormalise(W_k, iterations, beta, min_scale_k) h + b_k``. Every
+    effective weight has spectral norm <= 1 after any number of iterations (see
+    ``bjorck_orthonormalise``), so D is 1-Lipschitz by construction; no penalty.
+
+    Two initialisations (biases ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` in both):
+
+    - ``"orthonormal"`` (default): ``W_k`` orthogonal with gain 1 and the data-dependent
+      safe scaling ``c = sqrt(||W^T W||_inf)`` (``min_scale = 0``), so every layer starts
+      exactly orthonormal, at the iteration's fixed point.
+    - ``"public"``: as the public code (Anil et al.'s ``BjorckLinear``, used by Biau et
+      al.): ``W_k`` orthogonal with gain ``1/sqrt(fan_in)`` and the constant scaling
+      ``c = sqrt(fan_out * fan_in)`` (``min_scale_k = sqrt(fan_out * fan_in)``), so the
+      scaled singular values start at ``1 / (fan_in sqrt(fan_out))`` (0.006 for a 30 x
+      30 layer, about 0.02 after the default 3 iterations), far below 1. Where the constant
+      would be unsafe (``sqrt(||W^T W||_inf) > c``, which the public code does not
+      check), the safe value is used instead, so the certificate holds in both.
+
+    ``project_iterations > 0`` carries the orthonormalised weights between steps:
+    after every optimiser step the stored ``W_k`` is replaced by
+    ``bjorck_orthonormalise(W_k, project_iterations)``, so the next forward pass
+    starts next to the fixed point, where one step maps ``1 - delta`` to
+    ``1 - 3 delta^2 / 2 + O(delta^3)`` (beta = 1/2), and ``iterations = 1`` then keeps
+    the layers orthonormal to float32 precision. This changes the optimisation (the
+    raw weights no longer drift in scale), not the 1-Lipschitz certificate.
 
     Args:
         depth: number of linear layers q, >= 1.
         width: hidden width, even (MaxMin pairs), >= 2.
         iterations: Björck steps per forward pass, >= 1.
         beta: Björck step parameter, in (0, 1/2].
+        init: ``"orthonormal"`` or ``"public"``, as above.
+        project_iterations: Björck steps applied to the stored weights after every
+            optimiser step, >= 0 (0: none, as in the public code).
 
     Reference: Biau, Sangnier & Tanielian (2021), section 5; Anil, Lucas & Grosse
-    (2019), section 5 (Björck linear layers with GroupSort).
+    (2019), section 5 (Björck linear layers with GroupSort) and their public code
+    (``BjorckLinear.reset_parameters``, ``get_safe_bjorck_scaling``).
     """
 
     depth: int = eqx.field(static=True)
     width: int = eqx.field(static=True, default=30)
     iterations: int = eqx.field(static=True, default=3)
     beta: float = eqx.field(static=True, default=0.5)
+    init: str = eqx.field(static=True, default="orthonormal")
+    project_iterations: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
         _check_architecture(self.depth, self.width)
         _require_int("iterations", self.iterations, 1)
+        _require_int("project_iterations", self.project_iterations, 0)
         if not 0 < self.beta <= 0.5:
             # Beyond 1/2 the step s -> (1 + beta) s - beta s^3 overshoots 1, and an
             # unconverged layer could then have spectral norm above 1.
             raise ValueError(f"beta must be in (0, 0.5], got {self.beta}")
+        if self.init not in BJORCK_INITS:
+            raise ValueError(f"init must be one of {BJORCK_INITS}, got {self.init!r}")
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         _check_in_dim(in_dim)
-        orthogonal = jax.nn.initializers.orthogonal()
+        public = self.init == "public"
         layers = []
         for layer_key, (fan_in, fan_out) in zip(
             jax.random.split(key, self.depth), _layer_dims(in_dim, self.depth, self.width)
         ):
             weight_key, bias_key = jax.random.split(layer_key)
             _, bias = _uniform_weight_and_bias(bias_key, fan_in, fan_out)
+            gain = 1.0 / math.sqrt(fan_in) if public else 1.0
+            orthogonal = jax.nn.initializers.orthogonal(scale=gain)
             layers.append(
                 BjorckLinear(
                     weight=orthogonal(weight_key, (fan_out, fan_in), PARAM_DTYPE),
                     bias=bias,
                     iterations=self.iterations,
                     beta=self.beta,
+                    min_scale=math.sqrt(fan_in * fan_out) if public else 0.0,
                 )
             )
         return GroupSortMLP(tuple(layers))
@@ -360,8 +417,12 @@ class BjorckGroupSort(AbstractCriticSpec):
     def penalty(self, critic, real, fake, *, key):
         return _zero_penalty(critic)
 
-    def project(self, critic):
-        return critic
+    def project(self, critic: GroupSortMLP) -> GroupSortMLP:
+        """Orthonormalise the stored weights by ``project_iterations`` steps (if > 0)."""
+        if self.project_iterations == 0:
+            return critic
+        layers = tuple(layer.orthonormalise_stored(self.project_iterations) for layer in critic.layers)
+        return eqx.tree_at(lambda c: c.layers, critic, layers)
 
 
 def _build_unconstrained(key: PRNGKeyArray, in_dim: int, depth: int, width: int) -> GroupSortMLP:

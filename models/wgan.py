@@ -6,10 +6,11 @@ and the generator G minimises -mean D(G(z)). Each generator step follows
 `critic_steps` critic steps; after every critic update the critic spec's `project`
 is applied (weight clipping, spectral-norm power iteration; identity otherwise).
 
-`train_steps` runs `n_steps` generator steps as one `lax.scan`; `eqx.filter_vmap`
+`train_steps` runs `n_steps` generator steps as one compiled loop; `eqx.filter_vmap`
 of it trains many replicas (seeds, targets) as one compiled program, the same code on
-CPU or GPU. A non-finite loss marks the replica diverged at that step; the replica
-keeps running (its numbers are then NaN) so that the others are unaffected.
+CPU or GPU, optionally split over devices (`models.sharding`). A non-finite loss or
+parameter marks the replica diverged at that step; the replica keeps running (its
+numbers are then NaN) so that the others are unaffected.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGenerator
 
@@ -65,7 +67,7 @@ class WGANState(eqx.Module):
     generator_opt_state: optax.OptState
     critic_opt_state: optax.OptState
     step: Int[Array, ""]
-    diverged_at: Int[Array, ""]  # first generator step with a non-finite loss, -1 if none
+    diverged_at: Int[Array, ""]  # first generator step with a non-finite loss or parameter, -1 if none
 
 
 class StepLosses(eqx.Module):
@@ -100,30 +102,51 @@ def init_state(
     )
 
 
+def _all_finite(tree) -> Array:
+    leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
 def train_steps(
     state: WGANState,
     data: Float[Array, "n d"],
     key: PRNGKeyArray,
     *,
-    n_steps: int,
+    n_steps: int | Int[Array, ""],
     generator_spec: MLPGenerator,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
+    max_steps: int | None = None,
 ) -> tuple[WGANState, StepLosses]:
-    """`n_steps` generator steps (each after `critic_steps` critic steps) as one scan.
+    """`n_steps` generator steps (each after `critic_steps` critic steps) as one loop.
 
     Real batches are drawn uniformly with replacement from the n training points (the
-    empirical law mu_n); fake batches from fresh latent draws.
+    empirical law mu_n); fake batches from fresh latent draws. Generator step i of the
+    chunk uses the key `fold_in(key, i)`, so a chunk's result does not depend on
+    `max_steps`. The critic is evaluated once per critic step, on fake and real points
+    together (one forward pass, one Björck orthonormalisation per layer).
+
+    A replica is diverged from the first step whose critic or generator loss, or any
+    generator or critic parameter after the update, is not finite.
 
     Args:
         state: the replica's current state.
         data: its finite training set, (n, d).
         key: PRNG key for this chunk of steps.
-        n_steps: number of generator steps (static).
+        n_steps: number of generator steps: a Python int (static), or a traced int32
+            scalar <= `max_steps` when `max_steps` is given.
+        max_steps: static capacity of the loss record; `None` means `n_steps` (which
+            must then be a Python int). One compilation then serves every
+            `n_steps <= max_steps`.
 
     Returns:
-        The new state and the per-step losses.
+        The new state and the per-step losses, of length `max_steps` (entries from
+        `n_steps` on are NaN: steps not run).
     """
+    if max_steps is None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1 when max_steps is None, got {n_steps!r}")
+        max_steps = n_steps
     critic_optimiser = training.critic_optimiser()
     generator_optimiser = training.generator_optimiser()
     batch = training.batch_size
@@ -133,9 +156,11 @@ def train_steps(
         key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
         real = data[jax.random.randint(key_real, (batch,), 0, data.shape[0])]
         fake = jax.lax.stop_gradient(generator_spec.sample(generator, key_fake, batch))
+        both = jnp.concatenate([fake, real.astype(fake.dtype)])
 
         def loss_fn(critic):
-            gap = jnp.mean(jax.vmap(critic)(fake)) - jnp.mean(jax.vmap(critic)(real))
+            values = jax.vmap(critic)(both)
+            gap = jnp.mean(values[:batch]) - jnp.mean(values[batch:])
             return gap + critic_spec.penalty(critic, real, fake, key=key_penalty)
 
         loss, grads = eqx.filter_value_and_grad(loss_fn)(critic)
@@ -160,7 +185,12 @@ def train_steps(
         )
         generator = eqx.apply_updates(state.generator, updates)
         critic_loss = critic_losses[-1]
-        finite = jnp.isfinite(critic_loss) & jnp.isfinite(generator_loss)
+        finite = (
+            jnp.isfinite(critic_loss)
+            & jnp.isfinite(generator_loss)
+            & _all_finite(generator)
+            & _all_finite(critic)
+        )
         diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
         new_state = WGANState(
             generator=generator,
@@ -172,33 +202,35 @@ def train_steps(
         )
         return new_state, StepLosses(critic=critic_loss, generator=generator_loss)
 
-    # The networks hold non-array leaves (activation functions): scan over the array
+    # The networks hold non-array leaves (activation functions): loop over the array
     # part only and recombine with the static part inside the body.
     dynamic, static = eqx.partition(state, eqx.is_array)
+    dtype = _params(state.critic).layers[-1].bias.dtype
+    record = StepLosses(
+        critic=jnp.full((max_steps,), jnp.nan, dtype), generator=jnp.full((max_steps,), jnp.nan, dtype)
+    )
 
-    def body(dynamic_state, step_key):
-        new_state, losses = generator_step(eqx.combine(dynamic_state, static), step_key)
-        return eqx.filter(new_state, eqx.is_array), losses
+    def body(i, carry):
+        dynamic_state, record = carry
+        new_state, losses = generator_step(eqx.combine(dynamic_state, static), jax.random.fold_in(key, i))
+        record = StepLosses(
+            critic=record.critic.at[i].set(losses.critic), generator=record.generator.at[i].set(losses.generator)
+        )
+        return eqx.filter(new_state, eqx.is_array), record
 
-    dynamic, losses = jax.lax.scan(body, dynamic, jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), losses
+    dynamic, record = jax.lax.fori_loop(0, n_steps, body, (dynamic, record))
+    return eqx.combine(dynamic, static), record
 
 
 @eqx.filter_jit
-def train_replicas(states, data, keys, *, n_steps, generator_spec, critic_spec, training):
-    """Train R replicas at once: states, data (R, n, d) and keys (R,) share a leading axis.
-
-    One compiled program per (shapes, n_steps, specs): the specs and step count are
-    static, so repeated calls (chunks between evaluations) reuse the compilation.
-    Returns the new states and per-step losses of shape (R, n_steps).
-    """
-
+def _train_replicas_compiled(states, data, keys, n_steps, *, max_steps, generator_spec, critic_spec, training):
     def one(state, replica_data, key):
         return train_steps(
             state,
             replica_data,
             key,
             n_steps=n_steps,
+            max_steps=max_steps,
             generator_spec=generator_spec,
             critic_spec=critic_spec,
             training=training,
@@ -207,10 +239,88 @@ def train_replicas(states, data, keys, *, n_steps, generator_spec, critic_spec, 
     return eqx.filter_vmap(one)(states, data, keys)
 
 
+def train_replicas(
+    states: WGANState,
+    data: Float[Array, "R n d"],
+    keys: PRNGKeyArray,
+    *,
+    n_steps: int,
+    generator_spec: MLPGenerator,
+    critic_spec: AbstractCriticSpec,
+    training: WGANTraining,
+    max_steps: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> tuple[WGANState, StepLosses]:
+    """Train R replicas at once: states, data (R, n, d) and keys (R,) share a leading axis.
+
+    One compiled program per (shapes, max_steps, specs, mesh): `n_steps` is a traced
+    argument, so every chunk of at most `max_steps` steps (default: `n_steps`) reuses
+    one compilation; pass `max_steps` = the longest chunk (e.g. the evaluation
+    interval) so that a shorter last chunk does not compile again.
+
+    Args:
+        states, data, keys: R replicas along the leading axis.
+        n_steps: generator steps to run, an integer in [1, max_steps].
+        max_steps: the compiled capacity, an integer >= n_steps; None means n_steps.
+        mesh: a `models.sharding.replica_mesh`; the replica axis is split over its
+            devices (R padded to a multiple of the device count, padding dropped).
+            None runs on the default device.
+
+    Returns:
+        The new states and per-step losses of shape (R, n_steps).
+    """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    if max_steps is None:
+        max_steps = n_steps
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < n_steps:
+        raise ValueError(f"max_steps must be an integer >= n_steps = {n_steps}, got {max_steps!r}")
+    n_replicas = data.shape[0]
+    if mesh is not None:
+        size = sharding.padded_size(n_replicas, mesh)
+        states, data, keys = sharding.shard_replicas(sharding.pad_replicas((states, data, keys), size), mesh)
+    states, losses = _train_replicas_compiled(
+        states,
+        data,
+        keys,
+        jnp.asarray(n_steps, jnp.int32),
+        max_steps=max_steps,
+        generator_spec=generator_spec,
+        critic_spec=critic_spec,
+        training=training,
+    )
+    if max_steps != n_steps:
+        losses = jax.tree.map(lambda a: a[:, :n_steps], losses)
+    if mesh is not None:
+        states, losses = sharding.unpad_replicas((states, losses), n_replicas)
+    return states, losses
+
+
 @eqx.filter_jit
-def init_replicas(keys, *, generator_spec, critic_spec, training, data_dim: int) -> WGANState:
-    """States for R replicas, one per key, stacked along a leading axis."""
+def _init_replicas_compiled(keys, *, generator_spec, critic_spec, training, data_dim):
     return eqx.filter_vmap(lambda k: init_state(k, generator_spec, critic_spec, training, data_dim))(keys)
+
+
+def init_replicas(
+    keys: PRNGKeyArray,
+    *,
+    generator_spec: MLPGenerator,
+    critic_spec: AbstractCriticSpec,
+    training: WGANTraining,
+    data_dim: int,
+    mesh: jax.sharding.Mesh | None = None,
+) -> WGANState:
+    """States for R replicas, one per key, stacked along a leading axis.
+
+    With a `mesh`, the keys are split over its devices (see `train_replicas`).
+    """
+    n_replicas = keys.shape[0]
+    if mesh is not None:
+        keys = sharding.shard_replicas(sharding.pad_replicas(keys, sharding.padded_size(n_replicas, mesh)), mesh)
+    states = _init_replicas_compiled(
+        keys, generator_spec=generator_spec, critic_spec=critic_spec, training=training, data_dim=data_dim
+    )
+    return sharding.unpad_replicas(states, n_replicas) if mesh is not None else states
 
 
 @eqx.filter_jit

@@ -267,6 +267,56 @@ def test_bjorck_critic_measured_lipschitz(key):
     assert estimate.max_gradient_norm <= 1.0 + 1e-5
 
 
+@pytest.mark.parametrize("init", ["orthonormal", "public"])
+def test_bjorck_inits_stay_one_lipschitz_after_training_updates_and_projection(init, key):
+    # A spec's init changes where the singular values start, never the certificate:
+    # after large random updates (what Adam might do) and the spec's projection, every
+    # effective weight has spectral norm <= 1 (float32 rounding, ~1e-6, allowed 1e-5).
+    weight_key, update_key = jax.random.split(key)
+    for project_iterations in (0, 2):
+        spec = BjorckGroupSort(depth=4, init=init, project_iterations=project_iterations)
+        critic = spec.build(weight_key, 2)
+        params, static = eqx.partition(critic, eqx.is_inexact_array)
+        leaves, treedef = jax.tree.flatten(params)
+        noise = [0.5 * jax.random.normal(k, leaf.shape) for k, leaf in zip(jax.random.split(update_key, len(leaves)), leaves)]
+        moved = spec.project(eqx.combine(jax.tree.unflatten(treedef, [a + b for a, b in zip(leaves, noise)]), static))
+        for weight in moved.weight_matrices():
+            assert _singular_values(weight).max() <= 1.0 + 1e-5
+
+
+def test_bjorck_public_init_starts_at_the_public_scale(key):
+    # Orthogonal with gain 1/sqrt(fan_in), divided by sqrt(fan_out fan_in): singular
+    # values 1 / (fan_in sqrt(fan_out)), then 3 steps of s -> 1.5 s - 0.5 s^3, each
+    # x1.5 to within s^2/3 (< 1e-4 relative here).
+    critic = BjorckGroupSort(depth=3, init="public").build(key, 2)
+    for layer, weight in zip(critic.layers, critic.weight_matrices()):
+        fan_out, fan_in = layer.weight.shape
+        s0 = 1.0 / (fan_in * math.sqrt(fan_out))
+        expected = s0
+        for _ in range(3):
+            expected = 1.5 * expected - 0.5 * expected**3
+        np.testing.assert_allclose(_singular_values(weight), expected, rtol=1e-4)
+
+
+def test_bjorck_carried_weights_stay_orthonormal_with_one_forward_iteration(key):
+    # project_iterations carries W ~ polar(W) between steps: a small update moves the
+    # singular values by delta ~ 1e-2, one projection step leaves ~1.5 delta^2 ~ 1e-4,
+    # and the forward step again squares it: within the brief's 1e-3 of 1.
+    spec = BjorckGroupSort(depth=3, iterations=1, project_iterations=1)
+    critic = spec.build(key, 2)
+    for k in jax.random.split(key, 5):
+        critic = spec.project(jax.tree.map(lambda a: a + 1e-2 * jax.random.normal(k, a.shape, a.dtype) / math.sqrt(a.size) if eqx.is_inexact_array(a) else a, critic))
+        for weight in critic.weight_matrices():
+            np.testing.assert_allclose(_singular_values(weight), 1.0, atol=1e-3)
+
+
+def test_bjorck_rejects_an_unknown_init():
+    with pytest.raises(ValueError, match="init"):
+        BjorckGroupSort(depth=2, init="xavier")
+    with pytest.raises(ValueError, match="project_iterations"):
+        BjorckGroupSort(depth=2, project_iterations=-1)
+
+
 # --------------------------------------------------------------------------------------
 # Gradient penalty.
 
