@@ -47,6 +47,8 @@ from models.critics import (
 )
 from models.generator import AbstractLatent, GaussianLatent, MLPGenerator, UniformLatent
 from models.lipschitz import measure_lipschitz
+from models.sharding import replica_mesh
+from models.training import run_in_chunks
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas, train_replicas
 from studies import kit
 from studies.kit import config_field
@@ -219,22 +221,30 @@ class _CellRun:
         data = jnp.stack(
             [self.target.sample(self.keys("data", K=self.k, seed=s), config.n_train) for s in self.seeds]
         ).astype(jnp.float32)
+        # --devices 1 keeps the plain single-device program; more shards the seeds.
+        mesh = None if self.devices == 1 else replica_mesh(None if self.devices == 0 else self.devices)
         states = init_replicas(self._keys("init"), generator_spec=self.generator_spec,
-                               critic_spec=self.critic_spec, training=self.training, data_dim=2)
+                               critic_spec=self.critic_spec, training=self.training, data_dim=2, mesh=mesh)
         diverged_at = np.full(len(self.seeds), -1)
         train_keys = self._keys("train")
-        done = 0
-        for step in config.eval_steps():
-            if step > done:
-                phase = "train (first chunk, with compile)" if done == 0 else "train"
-                with self.progress.phase(phase):
-                    states, losses = train_replicas(
-                        states, data, jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, step),
-                        n_steps=step - done, generator_spec=self.generator_spec,
-                        critic_spec=self.critic_spec, training=self.training,
-                    )
-                    reported = np.asarray(jax.block_until_ready(states.diverged_at))
-                done = step
+
+        def advance(states, start, stop):
+            phase = "train (first chunk, with compile)" if start == 0 else "train"
+            with self.progress.phase(phase):
+                # max_steps = eval_every: one compiled program serves every chunk, the
+                # shorter last one included.
+                states, losses = train_replicas(
+                    states, data, jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, stop),
+                    n_steps=stop - start, generator_spec=self.generator_spec, critic_spec=self.critic_spec,
+                    training=self.training, max_steps=config.eval_every, mesh=mesh,
+                )
+                jax.block_until_ready(states.diverged_at)
+            return states, losses
+
+        def on_boundary(states, step, losses):
+            nonlocal diverged_at
+            if losses is not None:
+                reported = np.asarray(states.diverged_at)
                 diverged_at = np.where((diverged_at < 0) & (reported >= 0), reported, diverged_at)
                 for r, seed in enumerate(self.seeds):
                     finite = diverged_at[r] < 0
@@ -242,6 +252,8 @@ class _CellRun:
                     self._row(seed, step, "generator_loss", np.mean(np.asarray(losses.generator[r], np.float64)) if finite else math.nan)
             with self.progress.phase("evaluate"):
                 diverged_at = self._evaluate(states, step, diverged_at, final=step == config.n_steps)
+
+        run_in_chunks(advance, states, config.eval_steps(), on_boundary=on_boundary)
         for r, seed in enumerate(self.seeds):
             self._row(seed, config.n_steps, "diverged_at_step", diverged_at[r])
         return self.rows
