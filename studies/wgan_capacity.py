@@ -348,8 +348,8 @@ class _CellRun:
         # critic's slope matters for the WGAN objective.
         probes = np.concatenate([pool[rng.integers(0, len(pool), n)], t * a + (1 - t) * b])
         lipschitz = measure_lipschitz(critic, jnp.asarray(probes, jnp.float32))
-        self._row(r, step, "lipschitz_max_gradient_norm", lipschitz.max_gradient_norm)
-        self._row(r, step, "lipschitz_spectral_bound", lipschitz.spectral_bound)
+        self._row(r, step, "lipschitz_max_gradient_norm", lipschitz.lower)
+        self._row(r, step, "lipschitz_spectral_bound", lipschitz.upper)
         k, seed = self.replicas[r]
         if seed == 0:
             self.samples.append(_sample_frame(k, self.p, self.q, "generated", generated))

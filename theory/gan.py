@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory.distributions import to_float64
 from theory.estimate import Estimate
 from theory.integrate import Term, check_same_dim, choose_method, expectation_sum
 from theory.validation import check_bool, check_finite, is_concrete
@@ -87,7 +88,14 @@ def gan_value(discriminator, p, q, *, logit: bool = False, key=None, method=None
     method = choose_method([p, q], method, key)
 
     if isinstance(discriminator, OptimalDiscriminator) and not logit:
-        logit, discriminator = True, discriminator.logit
+        # D* carries its exact logit log p - log q; evaluate it on float64 copies of its
+        # laws (the integrals run in float64) so that float32 parameters do not cost
+        # float32 rounding (~5e-9 on the 4- vs 9-mode grids).
+        optimal = discriminator
+        logit = True
+
+        def discriminator(x):
+            return to_float64(optimal).logit(x)
 
     if logit:
 

@@ -15,8 +15,9 @@ what lets the lab separate score error from discretisation error. The reverse-ti
 and the probability-flow ODE built from these objects live in `theory.diffusion_samplers`.
 
 Fields are keyword-only: `VPSDE(beta_min=0.1, beta_max=20.0)` (a positional
-`VPSDE(0.1, 20.0)` used to build t_max = 0.1, beta_min = 20). Time `t` is a scalar array; the state `x` is one sample of shape (d,) (vmap over
-samples) or any array whose last axis is d. Computations run in the dtype of `t`/`x`.
+`VPSDE(0.1, 20.0)` used to build t_max = 0.1, beta_min = 20). Time `t` is a scalar
+array; the state `x` is one sample of shape (d,) (vmap over samples) or any array
+whose last axis is d. Computations run in the dtype of `t`/`x`.
 
 Reference: Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole, "Score-based generative
 modeling through stochastic differential equations", ICLR 2021, Sec. 3.4 and App. B
