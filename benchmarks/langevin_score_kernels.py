@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     target = theory.ncsn_two_modes()
     key = jax.random.key(0)
     x0 = jax.random.uniform(key, (arguments.chains, 2), target.means.dtype, -8.0, 8.0)
-    schedule = GeometricSchedule(20.0, 1.0, 10)
+    schedule = GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10)
     per_level = max(arguments.steps // schedule.n_levels, 1)
     cases = {
         "plain, law.score (triangular solves)": lambda: langevin(

@@ -8,7 +8,6 @@ spectral norms an upper bound.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Protocol
 
@@ -18,6 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from theory.estimate import LipschitzEstimate
+from theory.validation import check_points
+
 
 class LipschitzCritic(Protocol):
     """A scalar network with 1-Lipschitz activations that reports its weight matrices."""
@@ -25,22 +27,6 @@ class LipschitzCritic(Protocol):
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, ""]: ...
 
     def weight_matrices(self) -> list[Float[Array, "out in"]]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class LipschitzEstimate:
-    """Lower and upper bounds on a critic's Lipschitz constant (Euclidean norms).
-
-    ``max_gradient_norm <= Lip(D) <= spectral_bound``.
-    """
-
-    max_gradient_norm: float
-    """``max_i ||grad_x D(x_i)||_2`` over the probes: a lower bound (a measurement)."""
-    spectral_bound: float
-    """``prod_k ||W_k||_2`` over ``weight_matrices()``, exact SVDs in float64: an upper
-    bound (a certificate), valid because the activations are 1-Lipschitz."""
-    n_probes: int
-    """Number of probe points behind ``max_gradient_norm``."""
 
 
 @eqx.filter_jit
@@ -59,25 +45,30 @@ def measure_lipschitz(critic: LipschitzCritic, probes: Float[Array, "n d"]) -> L
         probes: points where the gradient is measured, shape ``(n, d)``, ``n >= 1``.
 
     Returns:
-        A ``LipschitzEstimate``; the gradient norms and singular values are taken in
-        float64 from the critic's own-precision gradients and weights.
+        A ``theory.LipschitzEstimate`` with ``lower = max_i ||grad D(x_i)||_2`` (a
+        measurement), ``upper = prod_k ||W_k||_2`` (a certificate, valid because the
+        activations are 1-Lipschitz) and the method in words; the gradient norms and
+        singular values are taken in float64 from the critic's own-precision gradients
+        and weights.
 
     Reference: Anil, Lucas & Grosse, "Sorting out Lipschitz function approximation",
     ICML 2019, section 3 (products of spectral norms bound GroupSort networks).
     """
     probes = jnp.asarray(probes)
-    if probes.ndim != 2 or probes.shape[0] < 1:
-        raise ValueError(f"probes must have shape (n, d) with n >= 1, got {probes.shape}")
     if not jnp.issubdtype(probes.dtype, jnp.floating):
         probes = probes.astype(float)
+    probes = check_points("probes", probes)
     gradients = np.asarray(_input_gradients(critic, probes), dtype=np.float64)
     max_gradient_norm = float(np.max(np.linalg.norm(gradients, axis=1)))
-    spectral_bound = math.prod(
-        float(np.linalg.norm(np.asarray(w, dtype=np.float64), 2))
-        for w in critic.weight_matrices()
-    )
+    weights = critic.weight_matrices()
+    spectral_bound = math.prod(float(np.linalg.norm(np.asarray(w, dtype=np.float64), 2)) for w in weights)
+    n_probes = int(probes.shape[0])
     return LipschitzEstimate(
-        max_gradient_norm=max_gradient_norm,
-        spectral_bound=spectral_bound,
-        n_probes=int(probes.shape[0]),
+        lower=max_gradient_norm,
+        upper=spectral_bound,
+        method=(
+            f"lower: max gradient norm over {n_probes} probes; "
+            f"upper: product of the spectral norms of {len(weights)} weight matrices (exact SVD)"
+        ),
+        n_probes=n_probes,
     )

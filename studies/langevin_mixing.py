@@ -191,7 +191,7 @@ def parse_schedule(text: str) -> AbstractNoiseSchedule:
     sigma_max, sigma_min, n_levels = _numbers(rest, 3)
     if n_levels != int(n_levels):
         raise ValueError(f"L must be an integer, got {n_levels}")
-    return schedules[kind](sigma_max, sigma_min, int(n_levels))
+    return schedules[kind](sigma_max=sigma_max, sigma_min=sigma_min, n_levels=int(n_levels))
 
 
 def parse_network(text: str) -> ScoreMLP:
@@ -220,7 +220,7 @@ class Config:
         parse=NOISE_FAMILIES,
     )
     schedule: AbstractNoiseSchedule = config_field(
-        GeometricSchedule(20.0, 1.0, 10),
+        GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10),
         "annealing levels, geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L",
         parse=parse_schedule,
     )
@@ -407,7 +407,7 @@ PRESETS: dict[str, Config] = {
     # the largest value keeping alpha_1 / (2 s_1^2) <= 1/4 (well inside the stable range).
     "ncsn-paper": Config(
         noise_family=ConvolvedTarget(),
-        schedule=GeometricSchedule(10.0, 0.1, 10),
+        schedule=GeometricSchedule(sigma_max=10.0, sigma_min=0.1, n_levels=10),
         annealed_step_size=0.005,
         network=ScoreMLP(128, 2, 5.0),
         sweep_annealed_step_sizes=(0.001, 0.002, 0.005, 0.01, 0.02, 0.04),
@@ -748,8 +748,9 @@ def _learned_cell(config: Config, seed: int) -> list[dict[str, Any]]:
         law = config.noise_family.law(target, float(sigma))
         key = jax.random.fold_in(keys["fisher"], level)
         fisher = theory.fisher_divergence(law, score_at_level(trained.model, float(sigma)), key=key,
-                                          n=config.fisher_samples)
-        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key, n=config.fisher_samples)
+                                          method=theory.MonteCarlo(config.fisher_samples))
+        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key,
+                                         method=theory.MonteCarlo(config.fisher_samples))
         for metric, estimate in (("fisher_divergence", fisher), ("expected_squared_score", scale)):
             low, high = estimate.interval()
             rows.append(_row(sweep="learned", sampler="learned", seed=seed, step=level + 1, sigma=float(sigma),

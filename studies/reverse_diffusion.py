@@ -63,6 +63,8 @@ from theory.diffusion_samplers import (
     ProbabilityFlowSampler,
     ReverseSDESampler,
     ScoreFromEpsilon,
+    Steps,
+    Tolerance,
     probability_flow_trajectories,
     reverse_sde_trajectories,
 )
@@ -119,6 +121,42 @@ SAMPLERS: dict[str, AbstractDiffusionSampler] = {
 }
 
 DEFAULT_SAMPLERS = tuple(SAMPLERS[name] for name in ("sde-em", "sde-shark", "ode-euler", "ode-heun", "ode-tsit5", "ddpm", "ddim"))
+
+# The rtol = atol values the adaptive ODE samplers sweep (their NFE is an outcome).
+ADAPTIVE_TOLERANCES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def _solver_name(solver) -> str:
+    return "euler" if isinstance(solver, diffrax.Euler) else type(solver).__name__.lower()
+
+
+def sampler_label(sampler: AbstractDiffusionSampler) -> str:
+    """A short, file-name-safe name for a sampler in the results, e.g. 'reverse_sde_euler_maruyama'."""
+    if isinstance(sampler, ReverseSDESampler):
+        name = "euler_maruyama" if isinstance(sampler.solver, diffrax.Euler) else _solver_name(sampler.solver)
+        return f"reverse_sde_{name}"
+    if isinstance(sampler, ProbabilityFlowSampler):
+        return f"pf_ode_{_solver_name(sampler.solver)}"
+    if isinstance(sampler, AdaptiveProbabilityFlowSampler):
+        return f"pf_ode_{_solver_name(sampler.solver)}_adaptive"
+    if isinstance(sampler, DDPMSampler):
+        return "ddpm_ancestral"
+    if isinstance(sampler, DDIMSampler):
+        return f"ddim_eta{sampler.eta:g}"
+    raise TypeError(f"sampler must be one of the theory.diffusion_samplers samplers, got {sampler!r}")
+
+
+def sampler_settings(sampler: AbstractDiffusionSampler, nfe_grid: tuple[int, ...]) -> tuple[float, ...]:
+    """The budgets a sampler sweeps, as the numbers stored in the `setting` column: step
+    counts NFE // (evaluations per step) aiming at `nfe_grid`, or ADAPTIVE_TOLERANCES."""
+    if isinstance(sampler, AdaptiveProbabilityFlowSampler):
+        return ADAPTIVE_TOLERANCES
+    return tuple(float(s) for s in sorted({max(1, int(nfe) // sampler.evaluations_per_step) for nfe in nfe_grid}))
+
+
+def _budget(sampler: AbstractDiffusionSampler, setting: float):
+    """The typed budget a `setting` number stands for: a tolerance or a step count."""
+    return Tolerance(setting) if isinstance(sampler, AdaptiveProbabilityFlowSampler) else Steps(int(setting))
 
 
 def parse_samplers(text: str) -> tuple[AbstractDiffusionSampler, ...]:
@@ -234,7 +272,7 @@ def _validate(config: Config) -> None:
     for sampler in config.samplers:
         if not isinstance(sampler, AbstractDiffusionSampler):
             raise ValueError(f"samplers must hold AbstractDiffusionSampler objects, got {sampler!r}")
-    labels = [sampler.label for sampler in config.samplers]
+    labels = [sampler_label(sampler) for sampler in config.samplers]
     if len(set(labels)) != len(labels):
         raise ValueError(f"samplers must be distinct, got {labels}")
     _require_ints("nfe_grid", config.nfe_grid, 1)
@@ -285,7 +323,7 @@ def _validate(config: Config) -> None:
         t_end = getattr(sampler, "t_end", None)
         if t_end is not None and t_end < training.t_min:
             raise ValueError(
-                f"sampler {sampler.label} stops at t_end={t_end}, below the network's training range "
+                f"sampler {sampler_label(sampler)} stops at t_end={t_end}, below the network's training range "
                 f"train_t_min={training.t_min}"
             )
 
@@ -588,9 +626,11 @@ def _fisher_cell(config: Config, holder: _NetworkHolder) -> list[dict[str, Any]]
         law = config.sde.noised_target(target, jnp.asarray(t, jnp.float32))
         key = jax.random.fold_in(_key(config.seeds[0], "fisher"), index)
         estimate = theory.fisher_divergence(
-            law, lambda x, t=t: batched(jnp.asarray(x, jnp.float32), jnp.float32(t)), key=key, n=config.fisher_samples
+            law, lambda x, t=t: batched(jnp.asarray(x, jnp.float32), jnp.float32(t)), key=key,
+            method=theory.MonteCarlo(config.fisher_samples),
         )
-        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key, n=config.fisher_samples)
+        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key,
+                                         method=theory.MonteCarlo(config.fisher_samples))
         std2 = float(config.sde.marginal_std(t)) ** 2
         common = dict(sampler="network", score="learned", t=float(t), n=config.fisher_samples)
         rows.append(_row(metric="fisher_divergence", value=estimate.value, error=estimate.error,
@@ -616,13 +656,13 @@ def _sampler_cell(config: Config, sampler: AbstractDiffusionSampler, kind: str, 
     and the sample clouds of the snapshot budgets (first seed)."""
     target = _target(config)
     model = _models(config, holder.get() if kind == "learned" else None)[kind]
-    settings = sampler.settings(config.nfe_grid)
+    settings = sampler_settings(sampler, config.nfe_grid)
     floor = _w1_floor(config.grid_modes, config.n_samples, config.floor_repeats, config.seeds[0])
     # Compile once on the cheapest budget, untimed: n_steps and tolerances are traced, so
     # the timed runs below reuse this compilation.
     warm_x = _prior_points(config, config.seeds[0], config.n_samples)
     cheapest = min(settings) if not isinstance(sampler, AdaptiveProbabilityFlowSampler) else max(settings)
-    jax.block_until_ready(sampler.sample(model, warm_x, key=_key(config.seeds[0], "noise"), setting=cheapest))
+    jax.block_until_ready(sampler.sample(model, warm_x, key=_key(config.seeds[0], "noise"), budget=_budget(sampler, cheapest)))
     rows: list[dict[str, Any]] = []
     outputs = {}
     for seed in config.seeds:
@@ -631,11 +671,11 @@ def _sampler_cell(config: Config, sampler: AbstractDiffusionSampler, kind: str, 
         w1_by_nfe = {}
         for setting in settings:
             started = time.perf_counter()
-            output = jax.block_until_ready(sampler.sample(model, x_init, key=_key(seed, "noise"), setting=setting))
+            output = jax.block_until_ready(sampler.sample(model, x_init, key=_key(seed, "noise"), budget=_budget(sampler, setting)))
             wall = time.perf_counter() - started
             samples = np.asarray(output.samples, np.float64)
             nfe = float(np.mean(np.asarray(output.nfe)))
-            common = dict(sampler=sampler.label, score=kind, setting=float(setting), nfe=nfe, seed=seed)
+            common = dict(sampler=sampler_label(sampler), score=kind, setting=float(setting), nfe=nfe, seed=seed)
             if not np.all(np.isfinite(samples)):
                 rows.append(_row(metric="nonfinite_fraction", value=float(np.mean(~np.isfinite(samples).all(axis=1))),
                                  n=samples.shape[0], **common))
@@ -650,7 +690,7 @@ def _sampler_cell(config: Config, sampler: AbstractDiffusionSampler, kind: str, 
             rows += _mode_rows(target, samples, common)
             if seed == config.seeds[0]:
                 outputs[float(setting)] = (nfe, samples[: config.snapshot_points], common)
-        progress.note(f"  {sampler.label} {kind} seed={seed} | W1 by NFE {w1_by_nfe} (floor {floor.value:.3f})")
+        progress.note(f"  {sampler_label(sampler)} {kind} seed={seed} | W1 by NFE {w1_by_nfe} (floor {floor.value:.3f})")
     if outputs:
         nfes = {setting: value[0] for setting, value in outputs.items()}
         for setting in _snapshot_settings(sampler, tuple(outputs), nfes, config.snapshot_nfes):
@@ -701,7 +741,7 @@ def cells(config: Config, store: ResultStore | None = None, progress: Progress |
     ]
     for kind in ("exact", "learned"):
         for sampler in config.samplers:
-            result.append((f"sampler={sampler.label}_score={kind}",
+            result.append((f"sampler={sampler_label(sampler)}_score={kind}",
                            lambda sampler=sampler, kind=kind: _sampler_cell(config, sampler, kind, holder, progress)))
     result.append(("trajectories", lambda: _trajectory_cell(config, holder)))
     return result

@@ -317,8 +317,8 @@ class _CellRun:
         # critic's slope matters for the WGAN objective.
         probes = np.concatenate([pick(key_c), t * a + (1 - t) * b])
         lipschitz = measure_lipschitz(critic, jnp.asarray(probes, jnp.float32))
-        self._row(seed, step, "lipschitz_max_gradient_norm", lipschitz.max_gradient_norm)
-        self._row(seed, step, "lipschitz_spectral_bound", lipschitz.spectral_bound)
+        self._row(seed, step, "lipschitz_max_gradient_norm", lipschitz.lower)
+        self._row(seed, step, "lipschitz_spectral_bound", lipschitz.upper)
         if seed == 0:
             for source, points in (("generated", generated), ("target", target)):
                 for x, y in points:

@@ -8,7 +8,8 @@ alpha_bar_0 = 1. (The lecture writes alpha_t for Ho's alpha_bar_t.)
     q(x_{i-1} | x_i, x_0) = N( mu_tilde_i(x_i, x_0), beta_tilde_i I )             (Ho eqs. 6-7)
     mu_theta(x_i, i) = ( x_i - beta_i / sqrt(1 - alpha_bar_i) eps_theta(x_i, i) ) / sqrt(alpha_i)   (Ho eq. 11)
 
-Schedules compute their tables once, in float64 NumPy (1 - alpha_bar_1 = 1e-4 would lose
+Schedule fields are keyword-only (`LinearBetaSchedule(beta_start=1e-4, beta_end=0.02,
+n_steps=1000)`). Schedules compute their tables once, in float64 NumPy (1 - alpha_bar_1 = 1e-4 would lose
 three digits in float32 cumulative products); functions cast them to the dtype of
 their array arguments. Every function takes the step index i as an integer (array or
 Python int) so samplers can trace it.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 from typing import NamedTuple
 
 import equinox as eqx
@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, Int
 
 from theory.distributions import AbstractDensity
 from theory.sde import mixture_score
+from theory.validation import check_count, check_in_interval
 
 __all__ = [
     "AbstractBetaSchedule",
@@ -54,11 +55,6 @@ class IsotropicNormal(NamedTuple):
 
     mean: Float[Array, "... d"]
     std: Float[Array, ""]
-
-
-def _require_steps(n_steps) -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
 
 
 class AbstractBetaSchedule(eqx.Module):
@@ -94,15 +90,14 @@ class LinearBetaSchedule(AbstractBetaSchedule):
     Reference: Ho et al. (2020), Sec. 4.
     """
 
-    beta_start: float = eqx.field(static=True, default=1e-4)
-    beta_end: float = eqx.field(static=True, default=0.02)
-    n_steps: int = eqx.field(static=True, default=1000)
+    beta_start: float = eqx.field(static=True, default=1e-4, kw_only=True)
+    beta_end: float = eqx.field(static=True, default=0.02, kw_only=True)
+    n_steps: int = eqx.field(static=True, default=1000, kw_only=True)
 
     def __check_init__(self):
-        _require_steps(self.n_steps)
-        for name, value in (("beta_start", self.beta_start), ("beta_end", self.beta_end)):
-            if not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
-                raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        check_count("n_steps", self.n_steps)
+        check_in_interval("beta_start", self.beta_start, 0.0, 1.0)
+        check_in_interval("beta_end", self.beta_end, 0.0, 1.0)
 
     def betas(self) -> np.ndarray:
         return np.linspace(self.beta_start, self.beta_end, self.n_steps, dtype=np.float64)
@@ -122,16 +117,14 @@ class CosineBetaSchedule(AbstractBetaSchedule):
     Reference: Nichol & Dhariwal (2021), eq. (17).
     """
 
-    n_steps: int = eqx.field(static=True, default=1000)
-    offset: float = eqx.field(static=True, default=0.008)
-    max_beta: float = eqx.field(static=True, default=0.999)
+    n_steps: int = eqx.field(static=True, default=1000, kw_only=True)
+    offset: float = eqx.field(static=True, default=0.008, kw_only=True)
+    max_beta: float = eqx.field(static=True, default=0.999, kw_only=True)
 
     def __check_init__(self):
-        _require_steps(self.n_steps)
-        if not (isinstance(self.offset, (int, float)) and 0.0 < self.offset < 1.0):
-            raise ValueError(f"offset must be in (0, 1), got {self.offset!r}")
-        if not (isinstance(self.max_beta, (int, float)) and 0.0 < self.max_beta < 1.0):
-            raise ValueError(f"max_beta must be in (0, 1), got {self.max_beta!r}")
+        check_count("n_steps", self.n_steps)
+        check_in_interval("offset", self.offset, 0.0, 1.0)
+        check_in_interval("max_beta", self.max_beta, 0.0, 1.0)
 
     def betas(self) -> np.ndarray:
         steps = np.arange(self.n_steps + 1, dtype=np.float64) / self.n_steps

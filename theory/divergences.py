@@ -155,8 +155,8 @@ def _score(law, x):
     return law.score(x)
 
 
-def fisher_divergence(p, score_fn, *, key, n: int = 10_000) -> Estimate:
-    """Fisher divergence of a score model to the exact score of p, with its standard error.
+def fisher_divergence(p, score_fn, *, key=None, method=None) -> Estimate:
+    """Fisher divergence of a score model to the exact score of p, with its numerical error.
 
     F(p, s) = E_p || s(X) - grad_x log p(X) ||^2.
 
@@ -165,19 +165,22 @@ def fisher_divergence(p, score_fn, *, key, n: int = 10_000) -> Estimate:
             or `target.noised(scale, std)` for a perturbed score).
         score_fn: callable mapping points (n, d) to scores (n, d) (vmap a one-sample
             network first).
-        key: PRNG key for the draws from p.
-        n: number of draws.
+        key: PRNG key for the draws from p, required when Monte Carlo is used.
+        method: None (`Quadrature()` in d <= 2, else `MonteCarlo()`), or a
+            `Quadrature(...)` / `MonteCarlo(n)`.
 
     Returns:
-        An `Estimate` whose error is the Monte Carlo standard error.
+        An `Estimate` (value, error: the quadrature error estimate or the Monte Carlo
+        standard error, method).
 
     Reference: Hyvarinen, "Estimation of non-normalized statistical models by score
     matching", JMLR 6 (2005), eq. (2); Song & Ermon (2019), eq. (2).
     """
-    check_key("key", key)
     if not isinstance(p, AbstractDensity):
-        raise ValueError(f"p must be a law with a closed-form score (an AbstractDensity), got {type(p).__name__}")
-    method = MonteCarlo(n=n)
+        raise TypeError(f"p must be a law with a closed-form score (an AbstractDensity), got {type(p).__name__}")
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be callable, got {score_fn!r}")
+    method = choose_method([p], method, key)
     with jax.enable_x64(True):
         p64 = to_float64(p)
 

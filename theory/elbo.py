@@ -23,7 +23,8 @@ from jaxtyping import Array, Float
 
 from theory.distributions import Gaussian, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
-from theory.validation import check_count, check_finite, check_key, check_positive
+from theory.integrate import MonteCarlo
+from theory.validation import check_count, check_finite, check_key, check_positive, check_shape, check_type
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -47,8 +48,7 @@ class LinearGaussianModel(eqx.Module):
             raise ValueError(f"weight must have shape (d, k), got shape {weight.shape}")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"bias must have shape ({weight.shape[0]},) to match weight, got shape {bias.shape}")
-        if noise_std.shape != ():
-            raise ValueError(f"noise_std must be a scalar, got shape {noise_std.shape}")
+        check_shape("noise_std", noise_std, ())
         check_finite("weight", weight)
         check_finite("bias", bias)
         check_positive("noise_std", noise_std)
@@ -112,13 +112,21 @@ class LinearGaussianModel(eqx.Module):
 
 
 def _check_q(model: LinearGaussianModel, q):
-    if not isinstance(q, Gaussian):
-        raise ValueError(f"q must be a Gaussian over the latent space, got {type(q).__name__}")
+    check_type("model", model, LinearGaussianModel)
+    check_type("q", q, Gaussian)
     if q.dim != model.latent_dim:
         raise ValueError(f"q must be a law on R^{model.latent_dim} (the latent space), got dimension {q.dim}")
 
 
-def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key, n: int = 10_000) -> Estimate:
+def _monte_carlo(method, key, default_n: int) -> MonteCarlo:
+    """The Monte Carlo method to use: `method`, or MonteCarlo(default_n) when None."""
+    method = MonteCarlo(default_n) if method is None else method
+    check_type("method", method, MonteCarlo)
+    check_key("key", key)
+    return method
+
+
+def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key=None, method=None) -> Estimate:
     """The evidence lower bound of a Gaussian q(z | x), by reparametrised Monte Carlo.
 
     ELBO(q) = E_{z ~ q}[log p(x, z) - log q(z)] <= log p(x),
@@ -128,14 +136,15 @@ def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key, n: int = 10_000) ->
         model: the generative model.
         q: the variational posterior for this x, a `Gaussian` on R^k.
         x: one observation, Float[Array, "d"].
-        key: PRNG key; n: number of draws of z.
+        key: PRNG key of the draws of z (required).
+        method: `MonteCarlo(n)` with n draws of z; None for `MonteCarlo(10_000)`.
 
     Returns:
         An `Estimate` with the Monte Carlo standard error (float64).
     """
-    check_key("key", key)
-    n = check_count("n", n, minimum=2)
+    method = _monte_carlo(method, key, 10_000)
     _check_q(model, q)
+    n = method.n
     with jax.enable_x64(True):
         model64, q64 = to_float64((model, q))
         x = model64._check_x(jnp.asarray(x, jnp.float64))
@@ -144,22 +153,28 @@ def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key, n: int = 10_000) ->
         return monte_carlo_mean(values, f"ELBO: reparametrised Monte Carlo (n={n})")
 
 
-def importance_weighted_bound(model: LinearGaussianModel, q: Gaussian, x, *, key, k: int, n: int = 1_000) -> Estimate:
+def importance_weighted_bound(
+    model: LinearGaussianModel, q: Gaussian, x, *, k: int, key=None, method=None
+) -> Estimate:
     """The importance-weighted bound L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i)], z_i ~ q.
 
     ELBO = L_1 <= L_k <= L_{k+1} <= log p(x), and L_k -> log p(x) as k -> infinity
     (Burda, Grosse & Salakhutdinov 2016, Theorem 1).
 
     Args:
-        k: importance samples per bound evaluation; n: independent evaluations averaged.
+        model, q, x: as in `elbo`.
+        k: importance samples per bound evaluation.
+        key: PRNG key (required).
+        method: `MonteCarlo(n)`, n independent evaluations of the k-sample bound
+            averaged (n k draws of z); None for `MonteCarlo(1_000)`.
 
     Returns:
         An `Estimate` whose error is the standard error over the n evaluations.
     """
-    check_key("key", key)
     k = check_count("k", k)
-    n = check_count("n", n, minimum=2)
+    method = _monte_carlo(method, key, 1_000)
     _check_q(model, q)
+    n = method.n
     with jax.enable_x64(True):
         model64, q64 = to_float64((model, q))
         x = model64._check_x(jnp.asarray(x, jnp.float64))
@@ -169,12 +184,13 @@ def importance_weighted_bound(model: LinearGaussianModel, q: Gaussian, x, *, key
         return monte_carlo_mean(values, f"IWAE bound: k={k}, n={n} evaluations")
 
 
-def elbo_gap(model: LinearGaussianModel, q: Gaussian, x, *, key, n: int = 10_000) -> Estimate:
+def elbo_gap(model: LinearGaussianModel, q: Gaussian, x, *, key=None, method=None) -> Estimate:
     """log p(x) - ELBO(q), which equals KL(q || p(. | x)) exactly.
 
     log p(x) is exact, so the error is that of the ELBO's Monte Carlo estimate.
+    Arguments as in `elbo`.
     """
-    bound = elbo(model, q, x, key=key, n=n)
+    bound = elbo(model, q, x, key=key, method=method)
     with jax.enable_x64(True):
         log_evidence = float(np.asarray(to_float64(model).log_marginal(jnp.asarray(x, jnp.float64))))
     return Estimate(log_evidence - bound.value, bound.error, "log p(x) exact minus " + bound.method)

@@ -1,4 +1,12 @@
-"""The typed result every estimator in `theory` returns."""
+"""The typed results of the lab's estimators: one family, each with its method.
+
+- `Estimate(value, error, method)`: a number with its numerical error (every
+  divergence, distance and bound in `theory`);
+- `Proportion`: a binomial proportion k / n with its exact Clopper-Pearson interval
+  (`binomial_proportion`);
+- `LipschitzEstimate(lower, upper, method)`: a bracket on a Lipschitz constant, a
+  measured lower bound and a certified upper bound.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,11 @@ import dataclasses
 import math
 
 import numpy as np
+import scipy.stats
+
+from theory.validation import check_count, check_in_interval, check_number
+
+__all__ = ["Estimate", "Proportion", "LipschitzEstimate", "binomial_proportion"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +79,102 @@ def sum_of_independent(estimates: list[Estimate], weights: list[float], method: 
     value = sum(w * e.value for w, e in zip(weights, estimates))
     error = math.sqrt(sum((w * e.error) ** 2 for w, e in zip(weights, estimates)))
     return Estimate(value, error, method)
+
+
+@dataclasses.dataclass(frozen=True)
+class Proportion:
+    """A binomial proportion k / n with its standard error and an exact interval.
+
+    Attributes:
+        count: k, successes.
+        n: trials.
+        value: k / n.
+        error: the plug-in standard error sqrt(p (1 - p) / n).
+        low, high: the Clopper-Pearson interval at `confidence`: it covers the true p
+            with probability >= confidence for every p (conservative).
+        confidence: e.g. 0.95.
+        method: how it was computed, in words.
+    """
+
+    count: int
+    n: int
+    value: float
+    error: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+    def covers(self, p: float) -> bool:
+        """Whether p lies in [low, high]."""
+        return self.low <= p <= self.high
+
+    def interval(self) -> tuple[float, float]:
+        """(low, high), the Clopper-Pearson interval at `confidence`."""
+        return (self.low, self.high)
+
+
+def binomial_proportion(count: int, n: int, *, confidence: float = 0.95) -> Proportion:
+    """k / n with its Clopper-Pearson ("exact") interval.
+
+    [low, high] = [B(a/2; k, n - k + 1), B(1 - a/2; k + 1, n - k)], a = 1 - confidence,
+    with B(q; a, b) the q-quantile of Beta(a, b) (low = 0 if k = 0, high = 1 if k = n).
+
+    Args:
+        count: k in [0, n].
+        n: n >= 1.
+        confidence: in (0, 1).
+
+    Returns:
+        A `Proportion`.
+
+    Reference: Clopper & Pearson, Biometrika 26(4), 1934; Brown, Cai & DasGupta,
+    Statistical Science 16(2), 2001, Section 2.
+    """
+    n = check_count("n", n)
+    count = check_count("count", count, minimum=0, maximum=n)
+    confidence = check_in_interval("confidence", confidence, 0.0, 1.0)
+    tail = (1.0 - confidence) / 2.0
+    low = 0.0 if count == 0 else float(scipy.stats.beta.ppf(tail, count, n - count + 1))
+    high = 1.0 if count == n else float(scipy.stats.beta.ppf(1.0 - tail, count + 1, n - count))
+    p = count / n
+    return Proportion(
+        count=count,
+        n=n,
+        value=p,
+        error=math.sqrt(p * (1.0 - p) / n),
+        low=low,
+        high=high,
+        confidence=confidence,
+        method=f"binomial k/n, Clopper-Pearson {100 * confidence:g}% interval",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LipschitzEstimate:
+    """A bracket lower <= Lip(f) <= upper on a Lipschitz constant (Euclidean norms).
+
+    Attributes:
+        lower: a measured lower bound (e.g. max_i ||grad f(x_i)||_2 over probe points:
+            every gradient norm at a point of differentiability is <= Lip(f)).
+        upper: a certified upper bound (e.g. prod_k ||W_k||_2 for a network with
+            1-Lipschitz activations); +inf when nothing is certified.
+        method: how each bound was obtained, in words.
+        n_probes: number of points behind `lower`.
+    """
+
+    lower: float
+    upper: float
+    method: str
+    n_probes: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "lower", check_number("lower", self.lower))
+        upper = float(self.upper)
+        if math.isnan(upper):
+            raise ValueError(f"upper must be a number or +inf, got {self.upper!r}")
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "n_probes", check_count("n_probes", self.n_probes))
+        if self.lower < 0:
+            raise ValueError(f"lower must be >= 0, got {self.lower!r}")
+

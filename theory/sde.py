@@ -14,8 +14,10 @@ If the data law is a Gaussian mixture, p_t = law(m(t) X + s(t) Z) is the mixture
 what lets the lab separate score error from discretisation error. The reverse-time SDE
 and the probability-flow ODE built from these objects live in `theory.diffusion_samplers`.
 
-Time `t` is a scalar array; the state `x` is one sample of shape (d,) (vmap over
-samples) or any array whose last axis is d. Computations run in the dtype of `t`/`x`.
+Fields are keyword-only: `VPSDE(beta_min=0.1, beta_max=20.0)` (a positional
+`VPSDE(0.1, 20.0)` used to build t_max = 0.1, beta_min = 20). Time `t` is a scalar
+array; the state `x` is one sample of shape (d,) (vmap over samples) or any array
+whose last axis is d. Computations run in the dtype of `t`/`x`.
 
 Reference: Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole, "Score-based generative
 modeling through stochastic differential equations", ICLR 2021, Sec. 3.4 and App. B
@@ -32,6 +34,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from theory.distributions import AbstractDensity, Gaussian, score_at_point
+from theory.validation import check_positive_number
 
 __all__ = [
     "AbstractSDE",
@@ -41,11 +44,6 @@ __all__ = [
     "ExactMarginalScore",
     "mixture_score",
 ]
-
-
-def _require_positive_finite(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 class AbstractSDE(eqx.Module):
@@ -110,9 +108,9 @@ class _AbstractLinearBetaSDE(AbstractSDE):
     beta_max: eqx.AbstractVar[float]
 
     def __check_init__(self):
-        _require_positive_finite("beta_min", self.beta_min)
-        _require_positive_finite("beta_max", self.beta_max)
-        _require_positive_finite("t_max", self.t_max)
+        check_positive_number("beta_min", self.beta_min)
+        check_positive_number("beta_max", self.beta_max)
+        check_positive_number("t_max", self.t_max)
         if self.beta_max < self.beta_min:
             raise ValueError(f"beta_max must be >= beta_min={self.beta_min}, got {self.beta_max}")
 
@@ -149,9 +147,9 @@ class VPSDE(_AbstractLinearBetaSDE):
     1e-4 .. 0.02 is its discretisation with beta_i = beta(i / N) / N.
     """
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    t_max: float = eqx.field(static=True, default=1.0)
+    beta_min: float = eqx.field(static=True, default=0.1, kw_only=True)
+    beta_max: float = eqx.field(static=True, default=20.0, kw_only=True)
+    t_max: float = eqx.field(static=True, default=1.0, kw_only=True)
 
     def diffusion(self, t):
         return jnp.sqrt(self.beta(t))
@@ -178,9 +176,9 @@ class SubVPSDE(_AbstractLinearBetaSDE):
     Reference: Song et al. (2021), eq. (17) and App. B, eq. (31).
     """
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    t_max: float = eqx.field(static=True, default=1.0)
+    beta_min: float = eqx.field(static=True, default=0.1, kw_only=True)
+    beta_max: float = eqx.field(static=True, default=20.0, kw_only=True)
+    t_max: float = eqx.field(static=True, default=1.0, kw_only=True)
 
     def diffusion(self, t):
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.integrated_beta(t)))
@@ -225,14 +223,14 @@ class VESDE(AbstractSDE):
     Reference: Song et al. (2021), eqs. (9) and (30).
     """
 
-    sigma_min: float = eqx.field(static=True, default=0.01)
-    sigma_max: float = eqx.field(static=True, default=50.0)
-    t_max: float = eqx.field(static=True, default=1.0)
+    sigma_min: float = eqx.field(static=True, default=0.01, kw_only=True)
+    sigma_max: float = eqx.field(static=True, default=50.0, kw_only=True)
+    t_max: float = eqx.field(static=True, default=1.0, kw_only=True)
 
     def __check_init__(self):
-        _require_positive_finite("sigma_min", self.sigma_min)
-        _require_positive_finite("sigma_max", self.sigma_max)
-        _require_positive_finite("t_max", self.t_max)
+        check_positive_number("sigma_min", self.sigma_min)
+        check_positive_number("sigma_max", self.sigma_max)
+        check_positive_number("t_max", self.t_max)
         if self.sigma_max <= self.sigma_min:
             raise ValueError(f"sigma_max must be > sigma_min={self.sigma_min}, got {self.sigma_max}")
 

@@ -107,7 +107,7 @@ def test_training_learns_the_score(key):
     def fisher(net):
         batched = jax.vmap(ScoreFromEpsilon(SDE, net), in_axes=(0, None))
         law = SDE.noised_target(target, jnp.asarray(0.5))
-        return theory.fisher_divergence(law, lambda x: batched(x, jnp.float32(0.5)), key=key, n=5000)
+        return theory.fisher_divergence(law, lambda x: batched(x, jnp.float32(0.5)), key=key, method=theory.MonteCarlo(5000))
 
     before, after = fisher(network), fisher(result.model)
     assert after.value + 5 * after.error < 0.1 * (before.value - 5 * before.error), (before, after)

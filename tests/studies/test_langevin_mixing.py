@@ -61,10 +61,10 @@ def test_config_validation_names_the_field_and_value():
 
 def test_presets_are_the_protocols():
     code, paper = study.PRESETS["ncsn-code"], study.PRESETS["ncsn-paper"]
-    assert code.schedule == GeometricSchedule(20.0, 1.0, 10) and code.steps_per_level == 100
+    assert code.schedule == GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10) and code.steps_per_level == 100
     assert code.annealed_step_size == 0.1 and code.langevin_step_size == 0.1 and code.langevin_steps == 1000
     assert code.n_chains == 1280 and code.initial_law == study.UniformBox(-8.0, 8.0)
-    assert paper.schedule == GeometricSchedule(10.0, 0.1, 10) and isinstance(paper.noise_family, ConvolvedTarget)
+    assert paper.schedule == GeometricSchedule(sigma_max=10.0, sigma_min=0.1, n_levels=10) and isinstance(paper.noise_family, ConvolvedTarget)
     # The component variance the validation uses without JAX is the target's.
     covs = np.asarray(theory.ncsn_two_modes().covs)
     assert np.all(np.linalg.eigvalsh(covs) == study.TARGET_COMPONENT_VARIANCE)
@@ -76,7 +76,7 @@ def test_study_module_does_not_import_matplotlib():
 
 
 TINY = study.Config(
-    schedule=GeometricSchedule(20.0, 1.0, 3),
+    schedule=GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=3),
     steps_per_level=10,
     langevin_steps=30,
     n_chains=48,

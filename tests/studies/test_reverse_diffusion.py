@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from studies import reverse_diffusion as study
-from studies.pipeline import ResultStore
+from studies.pipeline import ResultStore, validate_cell_id
 
 
 def _tiny(**overrides) -> study.Config:
@@ -84,14 +84,26 @@ def test_config_names_the_offending_field():
 def test_components_are_objects_mapped_once_from_names():
     config = study.PRESETS["quick"]
     assert isinstance(config.sde, study.VPSDE) and (config.sde.beta_min, config.sde.beta_max) == (0.1, 20.0)
-    assert [s.label for s in config.samplers] == [
+    assert [study.sampler_label(s) for s in config.samplers] == [
         "reverse_sde_euler_maruyama", "reverse_sde_shark", "pf_ode_euler", "pf_ode_heun",
         "pf_ode_tsit5_adaptive", "ddpm_ancestral", "ddim_eta0",
     ]
     invocation = study.parse_config(study.Config, study.PRESETS, ["--sde", "subvp", "--samplers", "sde-em,ddim"],
                                     default_preset="quick")
     assert invocation.config.sde == study.SDES["subvp"]
-    assert [s.label for s in invocation.config.samplers] == ["reverse_sde_euler_maruyama", "ddim_eta0"]
+    assert [study.sampler_label(s) for s in invocation.config.samplers] == ["reverse_sde_euler_maruyama", "ddim_eta0"]
+
+
+def test_sampler_labels_and_budgets_are_the_study_s():
+    # Moved from theory: which budgets each sampler sweeps and what it is called.
+    assert study.sampler_settings(study.SAMPLERS["sde-shark"], (10, 100)) == (5.0, 50.0)
+    assert study.sampler_settings(study.SAMPLERS["ddpm"], (10, 1000)) == (10.0, 1000.0)
+    assert study.sampler_settings(study.SAMPLERS["ode-tsit5"], (10,)) == study.ADAPTIVE_TOLERANCES
+    assert study.sampler_label(study.SAMPLERS["ode-heun"]) == "pf_ode_heun"
+    assert study._budget(study.SAMPLERS["ode-tsit5"], 1e-3) == study.Tolerance(1e-3)
+    assert study._budget(study.SAMPLERS["ddim"], 10.0) == study.Steps(10)
+    for sampler in study.SAMPLERS.values():
+        assert validate_cell_id(study.sampler_label(sampler)) == study.sampler_label(sampler)
 
 
 def test_smoke_run_saves_resumes_and_draws(tmp_path):

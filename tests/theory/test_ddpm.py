@@ -170,3 +170,11 @@ def test_exact_epsilon_matches_the_noised_mixture_score(i, x):
 def test_bad_schedules_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("schedule", [LinearBetaSchedule, CosineBetaSchedule])
+def test_beta_schedule_fields_are_keyword_only(schedule):
+    with pytest.raises(TypeError, match="positional argument"):
+        schedule(1000)
+    with pytest.raises(TypeError, match=r"n_steps must be an integer >= 1, got 10\.0"):
+        schedule(n_steps=10.0)

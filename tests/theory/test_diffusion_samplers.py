@@ -26,7 +26,6 @@ from hypothesis import given
 
 import theory
 from theory.ddpm import ExactEpsilon, LinearBetaSchedule
-from studies.pipeline import validate_cell_id
 from theory.diffusion_samplers import (
     AdaptiveProbabilityFlowSampler,
     DDIMSampler,
@@ -37,7 +36,8 @@ from theory.diffusion_samplers import (
     ProbabilityFlowSampler,
     ReverseSDESampler,
     ScoreFromEpsilon,
-    UnsafeBrownianMotion,
+    Steps,
+    Tolerance,
     VirtualBrownianMotion,
     adaptive_probability_flow,
     ddim,
@@ -383,46 +383,76 @@ ALL_SAMPLERS = [
     ReverseSDESampler(solver=diffrax.SRA1(), brownian=VirtualBrownianMotion()),
     ProbabilityFlowSampler(solver=diffrax.Euler()),
     ProbabilityFlowSampler(solver=diffrax.Heun()),
-    AdaptiveProbabilityFlowSampler(solver=diffrax.Tsit5(), tolerances=(1e-2, 1e-4)),
-    AdaptiveProbabilityFlowSampler(solver=diffrax.Dopri5(), tolerances=(1e-3,)),
+    AdaptiveProbabilityFlowSampler(solver=diffrax.Tsit5()),
+    AdaptiveProbabilityFlowSampler(solver=diffrax.Dopri5()),
     DDPMSampler(),
     DDIMSampler(eta=0.0),
     DDIMSampler(eta=1.0),
 ]
 
 
-@pytest.mark.parametrize("sampler", ALL_SAMPLERS, ids=lambda s: s.label)
+def _sampler_id(sampler):
+    solver = getattr(sampler, "solver", None)
+    eta = getattr(sampler, "eta", None)
+    return "-".join(str(part) for part in (type(sampler).__name__, type(solver).__name__ if solver else None, eta) if part is not None)
+
+
+@pytest.mark.parametrize("sampler", ALL_SAMPLERS, ids=_sampler_id)
 def test_every_sampler_honours_the_interface(data, key, sampler):
-    """One protocol for every sampler component: a file-safe label, increasing budgets,
-    finite samples of the batch's shape, and an NFE that matches the budget (fixed-step:
-    evaluations per step x steps, within the target NFE; adaptive: > 1)."""
+    """One protocol for every sampler component: finite samples of the batch's shape at
+    a typed budget, and an NFE that matches it (fixed-step: evaluations per step x
+    steps; adaptive: > 1, and more for a tighter tolerance)."""
     schedule = LinearBetaSchedule()
     model = DiffusionModel(SDE, ExactMarginalScore(SDE, data), schedule, ExactEpsilon(schedule, data))
-    assert validate_cell_id(sampler.label) == sampler.label
-    settings = sampler.settings((10, 40))
-    assert len(settings) >= 1
     x = jax.random.normal(key, (16, 2), jnp.float64)
-    out = sampler.sample(model, x, key=key, setting=settings[0])
-    assert out.samples.shape == (16, 2) and np.all(np.isfinite(np.asarray(out.samples)))
-    nfe = np.asarray(out.nfe)
     if isinstance(sampler, AdaptiveProbabilityFlowSampler):
-        assert settings == sampler.tolerances and np.all(nfe > 1)
+        loose = sampler.sample(model, x, key=key, budget=Tolerance(1e-2))
+        tight = sampler.sample(model, x, key=key, budget=Tolerance(1e-4, 1e-4))
+        for out in (loose, tight):
+            assert out.samples.shape == (16, 2) and np.all(np.isfinite(np.asarray(out.samples)))
+        assert np.all(np.asarray(loose.nfe) > 1)
+        assert np.mean(np.asarray(tight.nfe)) > np.mean(np.asarray(loose.nfe))
+        with pytest.raises(TypeError, match=r"budget must be a Tolerance, got Steps\(n=5\)"):
+            sampler.sample(model, x, key=key, budget=Steps(5))
     else:
-        assert list(settings) == sorted(settings)
-        assert np.all(nfe <= 10) and np.all(nfe >= settings[0])
+        steps = 10 // sampler.evaluations_per_step
+        out = sampler.sample(model, x, key=key, budget=Steps(steps))
+        assert out.samples.shape == (16, 2) and np.all(np.isfinite(np.asarray(out.samples)))
+        per_step, initial = (1, 0) if not hasattr(sampler, "solver") else drift_evaluations(sampler.solver)
+        assert np.all(np.asarray(out.nfe) == initial + per_step * steps)
+        with pytest.raises(TypeError, match=r"budget must be a Steps, got"):
+            sampler.sample(model, x, key=key, budget=Tolerance(1e-3))
 
 
-def test_sampler_components_sweep_their_budgets(data, key):
-    """The config-facing samplers: labels, the budgets they sweep, and one run each."""
+def test_budgets_are_typed_and_checked():
+    assert Steps(5).n == 5 and Steps(n=7).n == 7
+    assert (Tolerance(1e-3).rtol, Tolerance(1e-3).atol) == (1e-3, 1e-3)
+    assert (Tolerance(1e-3, 1e-6).rtol, Tolerance(rtol=1e-3, atol=1e-6).atol) == (1e-3, 1e-6)
+    assert Steps(5) == Steps(5) and hash(Steps(5)) == hash(Steps(5))
+    with pytest.raises(TypeError, match=r"n must be an integer >= 1, got 5\.0"):
+        Steps(5.0)
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got 0"):
+        Steps(0)
+    with pytest.raises(ValueError, match=r"rtol must be a finite number > 0, got 0\.0"):
+        Tolerance(0.0)
+    with pytest.raises(ValueError, match=r"atol must be a finite number > 0, got -1\.0"):
+        Tolerance(1e-3, -1.0)
+
+
+def test_sampler_components_run_at_their_budgets(data, key):
+    """The config-facing samplers, one run each at an explicit budget."""
     schedule = LinearBetaSchedule()
     model = DiffusionModel(SDE, ExactMarginalScore(SDE, data), schedule, ExactEpsilon(schedule, data))
     x = jax.random.normal(key, (8, 2), jnp.float64)
-    assert ReverseSDESampler(solver=diffrax.ShARK()).settings((10, 100)) == (5.0, 50.0)
-    assert ProbabilityFlowSampler(solver=diffrax.Heun()).label == "pf_ode_heun"
-    assert DDPMSampler().settings((10, 1000)) == (10.0, 1000.0)
-    out = DDIMSampler().sample(model, x, key=key, setting=10.0)
+    assert ReverseSDESampler(solver=diffrax.ShARK()).evaluations_per_step == 2
+    assert ProbabilityFlowSampler(solver=diffrax.Heun()).evaluations_per_step == 2
+    assert DDPMSampler().evaluations_per_step == 1
+    out = DDIMSampler().sample(model, x, key=key, budget=Steps(10))
     assert out.samples.shape == (8, 2) and np.all(np.asarray(out.nfe) == 10)
-    assert ReverseSDESampler(brownian=UnsafeBrownianMotion()).label == "reverse_sde_euler_maruyama"
+    with pytest.raises(ValueError, match=r"n_steps must be an integer <= 1000, got 1001"):
+        DDPMSampler().sample(model, x, key=key, budget=Steps(1001))
+    with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\], got 1\.5"):
+        DDIMSampler(eta=1.5)
 
 
 @pytest.mark.parametrize(
@@ -441,4 +471,22 @@ def test_sampler_components_sweep_their_budgets(data, key):
 def test_bad_arguments_are_named_before_any_compute(data, call, match):
     x = jnp.zeros((4, 2))
     with pytest.raises(ValueError, match=match):
+        call(ExactMarginalScore(SDE, data), x)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda s, x: reverse_sde(SDE, s, x, key=None, n_steps=10), r"key must be a JAX PRNG key, got None"),
+        (lambda s, x: reverse_sde(SDE, s, x, key=jax.random.key(0), n_steps=10.0), r"n_steps must be an integer >= 1, got 10\.0"),
+        (lambda s, x: reverse_sde("vp", s, x, key=jax.random.key(0), n_steps=10), r"sde must be an AbstractSDE, got 'vp'"),
+        (lambda s, x: probability_flow(SDE, s, x.astype(jnp.int32), n_steps=10), r"x_init must be floating point, got dtype int32"),
+        (lambda s, x: ddpm_ancestral(LinearBetaSchedule(), None, x, key=None), r"key must be a JAX PRNG key, got None"),
+        (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta=0.5), r"key must be a JAX PRNG key, got None"),
+        (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta="0"), r"eta must be a finite number, got '0'"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_type_errors(data, call, match):
+    x = jnp.zeros((4, 2))
+    with pytest.raises(TypeError, match=match):
         call(ExactMarginalScore(SDE, data), x)

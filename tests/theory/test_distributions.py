@@ -495,11 +495,12 @@ def test_constructors_reject_bad_input(build, shown):
 
 @pytest.mark.parametrize("law", [_G1, _M1, NCSN, theory.PointMass(0.0), theory.VerticalSegment(0.5)], ids=str)
 @pytest.mark.parametrize(
-    "n, shown",
-    [(0, r"n must be an integer >= 1, got 0"), (2.0, r"n must be an integer >= 1, got 2\.0"), (-3, r"got -3")],
+    "n, error, shown",
+    [(0, ValueError, r"n must be an integer >= 1, got 0"), (2.0, TypeError, r"n must be an integer >= 1, got 2\.0"),
+     (-3, ValueError, r"got -3")],
 )
-def test_sample_rejects_bad_counts(law, n, shown):
-    with pytest.raises(ValueError, match=shown):
+def test_sample_rejects_bad_counts(law, n, error, shown):
+    with pytest.raises(error, match=shown):
         law.sample(jax.random.key(0), n)
 
 

@@ -340,7 +340,7 @@ def test_discrete_divergences_with_zeros():
 
 @pytest.mark.parametrize("law", [theory.gaussian_grid(4), theory.ncsn_two_modes().noised(0.5, 0.7)], ids=["grid-4", "ncsn-noised"])
 def test_fisher_divergence_of_the_exact_score_is_zero(law, key):
-    estimate = theory.fisher_divergence(law, functools.partial(_score, law), key=key, n=1000)
+    estimate = theory.fisher_divergence(law, functools.partial(_score, law), key=key, method=theory.MonteCarlo(1000))
     assert estimate.value == 0.0 and estimate.error == 0.0
     assert estimate.method == "Fisher divergence: Monte Carlo (n=1000 per law)"
 
@@ -349,7 +349,7 @@ def test_fisher_divergence_of_the_exact_score_is_zero(law, key):
 def test_fisher_divergence_of_a_shifted_score_is_the_squared_precision_times_shift(p, shift):
     # s(x) = grad log p(x - delta): s(x) - grad log p(x) = S^{-1} delta for every x, so
     # F = ||S^{-1} delta||^2 exactly (every draw gives it; rounding only).
-    estimate = theory.fisher_divergence(p, lambda x: _score(p, x - shift), key=jax.random.key(0), n=500)
+    estimate = theory.fisher_divergence(p, lambda x: _score(p, x - shift), key=jax.random.key(0), method=theory.MonteCarlo(500))
     expected = float(np.sum(np.linalg.solve(np.asarray(p.cov), shift) ** 2))
     assert estimate.value == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert estimate.error <= 1e-9 * (1 + expected)
@@ -359,9 +359,21 @@ def test_fisher_divergence_of_a_scaled_score_is_within_five_standard_errors(key)
     # s = c grad log p for p = N(m, S): F = (1 - c)^2 E||S^{-1}(X - m)||^2 = (1 - c)^2 tr(S^{-1}).
     p = theory.Gaussian(jnp.array([1.0, -1.0]), jnp.array([[1.0, 0.3], [0.3, 0.5]]))
     c = 0.6
-    estimate = theory.fisher_divergence(p, lambda x: c * _score(p, x), key=key, n=20_000)
+    estimate = theory.fisher_divergence(p, lambda x: c * _score(p, x), key=key, method=theory.MonteCarlo(20_000))
     expected = (1 - c) ** 2 * np.trace(np.linalg.inv(np.asarray(p.cov)))
     assert abs(estimate.value - expected) <= 5 * estimate.error
+
+
+def test_fisher_divergence_by_default_quadrature_in_2d_matches_the_closed_form():
+    # Same closed form as above, (1 - c)^2 tr(S^{-1}); in d = 2 the default method is
+    # Gauss-Legendre quadrature (no key needed), within its reported error plus the
+    # float64 floor 1e-10 (1 + |value|).
+    p = theory.Gaussian(jnp.array([1.0, -1.0]), jnp.array([[1.0, 0.3], [0.3, 0.5]]))
+    c = 0.6
+    estimate = theory.fisher_divergence(p, lambda x: c * _score(p, x))
+    expected = (1 - c) ** 2 * np.trace(np.linalg.inv(np.asarray(p.cov)))
+    assert "quadrature (2-D" in estimate.method
+    assert abs(estimate.value - expected) <= estimate.error + 1e-10 * (1 + expected)
 
 
 # --------------------------------------------------------------------------------------
@@ -389,15 +401,26 @@ _KEY = jax.random.key(0)
         (lambda: theory.js(np.array([0.5, 0.5]), np.array([0.5, 0.6])), r"q must sum to 1, got sum 1\.1"),
         (lambda: theory.kl(np.array([np.nan, 1.0]), np.array([0.5, 0.5])), r"p must be finite, got \[nan  1\.\]"),
         (lambda: theory.js(_G1, _G1, method="quadrature"), r"method must be Quadrature\(\.\.\.\) or MonteCarlo\(\.\.\.\), got 'quadrature'"),
-        (lambda: theory.kl(_G1, _G1, method=theory.MonteCarlo(n=100)), r"key must be a JAX PRNG key, got None"),
         (lambda: theory.js(theory.VerticalSegment(0.0), theory.VerticalSegment(1.0)), r"key must be given for a Monte Carlo estimate \(laws \['VerticalSegment', 'VerticalSegment'\] in d=2"),
         (lambda: theory.kl(theory.PointMass(0.0), theory.PointMass(1.0)), r"key must be given for a Monte Carlo estimate"),
-        (lambda: theory.fisher_divergence(_G1, _G1.score, key=None), r"key must be a JAX PRNG key, got None"),
-        (lambda: theory.fisher_divergence(_G1, _G1.score, key=_KEY, n=1), r"n must be an integer >= 2, got 1"),
-        (lambda: theory.fisher_divergence(theory.PointMass(0.0), lambda x: x, key=_KEY), r"p must be a law with a closed-form score \(an AbstractDensity\), got PointMass"),
-        (lambda: theory.fisher_divergence(_G2, lambda x: x[:, 0], key=_KEY, n=10), r"score_fn must map points of shape \(10, 2\) to the same shape, got \(10,\)"),
+        (lambda: theory.fisher_divergence(_G1, _G1.score, key=_KEY, method=theory.MonteCarlo(1)), r"n must be an integer >= 2, got 1"),
+        (lambda: theory.fisher_divergence(_G2, lambda x: x[:, 0], key=_KEY, method=theory.MonteCarlo(10)), r"score_fn must map points of shape \(10, 2\) to the same shape, got \(10,\)"),
     ],
 )
 def test_divergences_reject_bad_input(call, shown):
     with pytest.raises(ValueError, match=shown):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, shown",
+    [
+        (lambda: theory.kl(_G1, _G1, method=theory.MonteCarlo(n=100)), r"key must be a JAX PRNG key, got None"),
+        (lambda: theory.fisher_divergence(_G1, _G1.score, method=theory.MonteCarlo(100)), r"key must be a JAX PRNG key, got None"),
+        (lambda: theory.fisher_divergence(theory.PointMass(0.0), lambda x: x, key=_KEY), r"p must be a law with a closed-form score \(an AbstractDensity\), got PointMass"),
+        (lambda: theory.fisher_divergence(_G1, None, key=_KEY), r"score_fn must be callable, got None"),
+    ],
+)
+def test_divergences_reject_arguments_of_the_wrong_kind(call, shown):
+    with pytest.raises(TypeError, match=shown):
         call()

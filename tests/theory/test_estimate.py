@@ -102,7 +102,6 @@ def test_sum_of_independent_adds_errors_in_quadrature():
     "build, shown",
     [
         (lambda: Quadrature(panels=0), r"panels must be an integer >= 1, got 0"),
-        (lambda: Quadrature(order=2.5), r"order must be an integer >= 1, got 2\.5"),
         (lambda: Quadrature(tail=0.0), r"tail must be > 0, got 0\.0"),
         (lambda: Quadrature(tail=np.nan), r"tail must be > 0, got nan"),
         (lambda: MonteCarlo(n=1), r"n must be an integer >= 2, got 1"),
@@ -128,7 +127,6 @@ def test_choose_method_defaults():
     [
         ("g3", None, None, r"key must be given for a Monte Carlo estimate .* in d=3 .*got None"),
         ("point", None, None, r"key must be given for a Monte Carlo estimate \(laws \['PointMass'"),
-        ("g1", MonteCarlo(n=10), None, r"key must be a JAX PRNG key, got None"),
         ("g1", "quadrature", None, r"method must be Quadrature\(\.\.\.\) or MonteCarlo\(\.\.\.\), got 'quadrature'"),
         ("g3", Quadrature(), None, r"Quadrature needs laws with Lebesgue densities in d <= 2, got Gaussian in d=3"),
         ("point", Quadrature(), None, r"got PointMass in d=1"),
@@ -209,3 +207,63 @@ def test_quadrature_support_widens_the_box_to_where_the_integrand_lives():
     wide = expectation_sum(term, [p, q], method=Quadrature(), key=None, what="mass", support=(0, 1))
     assert narrow.value < 1e-12  # P(X > 3.16 | X ~ N(6, 0.1)) = 1 - Phi(9) ~ 1e-19
     assert abs(wide.value - 1.0) <= wide.error + 1e-12
+
+
+def test_arguments_of_the_wrong_kind_raise_type_errors():
+    with pytest.raises(TypeError, match=r"order must be an integer >= 1, got 2\.5"):
+        Quadrature(order=2.5)
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got None"):
+        choose_method([theory.Gaussian(jnp.zeros(1), jnp.eye(1))], MonteCarlo(n=10), None)
+
+
+# --------------------------------------------------------------------------------------
+# Proportion: the binomial proportion with its Clopper-Pearson interval.
+
+
+def test_binomial_proportion_interval_matches_the_beta_quantiles():
+    # Clopper-Pearson: [B(a/2; k, n-k+1), B(1-a/2; k+1, n-k)] (Brown, Cai & DasGupta 2001).
+    import scipy.stats
+
+    p = theory.binomial_proportion(7, 20, confidence=0.9)
+    assert isinstance(p, theory.Proportion)
+    assert (p.count, p.n, p.value) == (7, 20, 0.35)
+    assert p.error == pytest.approx(math.sqrt(0.35 * 0.65 / 20), rel=1e-15)
+    assert p.low == pytest.approx(scipy.stats.beta.ppf(0.05, 7, 14), rel=1e-12)
+    assert p.high == pytest.approx(scipy.stats.beta.ppf(0.95, 8, 13), rel=1e-12)
+    assert p.interval() == (p.low, p.high) and p.covers(0.35) and not p.covers(0.9)
+    # The ends: k = 0 gives low = 0 and high = 1 - (a/2)^(1/n); k = n mirrors it.
+    zero, full = theory.binomial_proportion(0, 10), theory.binomial_proportion(10, 10)
+    assert zero.low == 0.0 and zero.high == pytest.approx(1 - 0.025 ** (1 / 10), rel=1e-12)
+    assert full.high == 1.0 and full.low == pytest.approx(0.025 ** (1 / 10), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, shown",
+    [
+        ((3, 2), {}, ValueError, r"count must be an integer <= 2, got 3"),
+        ((-1, 2), {}, ValueError, r"count must be an integer >= 0, got -1"),
+        ((1, 0), {}, ValueError, r"n must be an integer >= 1, got 0"),
+        ((1, 2.0), {}, TypeError, r"n must be an integer >= 1, got 2\.0"),
+        ((1, 2), {"confidence": 1.0}, ValueError, r"confidence must be a number in \(0, 1\), got 1\.0"),
+        ((1, 2), {"confidence": "high"}, TypeError, r"confidence must be a finite number, got 'high'"),
+    ],
+)
+def test_binomial_proportion_rejects_bad_input(args, kwargs, error, shown):
+    with pytest.raises(error, match=shown):
+        theory.binomial_proportion(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# LipschitzEstimate: a bracket with its method.
+
+
+def test_lipschitz_estimate_holds_a_bracket_and_its_method():
+    estimate = theory.LipschitzEstimate(lower=0.5, upper=2.0, method="probes; spectral norms", n_probes=3)
+    assert (estimate.lower, estimate.upper, estimate.n_probes) == (0.5, 2.0, 3)
+    assert theory.LipschitzEstimate(lower=0.0, upper=math.inf, method="none certified", n_probes=1).upper == math.inf
+    with pytest.raises(ValueError, match=r"lower must be >= 0, got -1\.0"):
+        theory.LipschitzEstimate(lower=-1.0, upper=2.0, method="m", n_probes=1)
+    with pytest.raises(ValueError, match=r"upper must be a number or \+inf, got nan"):
+        theory.LipschitzEstimate(lower=1.0, upper=math.nan, method="m", n_probes=1)
+    with pytest.raises(TypeError, match=r"n_probes must be an integer >= 1, got 1\.5"):
+        theory.LipschitzEstimate(lower=1.0, upper=2.0, method="m", n_probes=1.5)

@@ -275,7 +275,6 @@ _G2 = theory.Gaussian(jnp.zeros(2), jnp.eye(2))
         (lambda: theory.f_divergence(theory.KullbackLeibler(), P, _G2), r"the laws must share a dimension, got \{'p': 1, 'q': 2\}"),
         (lambda: theory.f_gan_lower_bound(theory.TotalVariation(), lambda x: x[:, 0], _G2, Q), r"the laws must share a dimension, got \{'p': 2, 'q': 1\}"),
         (lambda: theory.optimal_f_critic(theory.TotalVariation(), P, _G2), r"the laws must share a dimension"),
-        (lambda: theory.f_divergence(theory.KullbackLeibler(), P, Q, method=theory.MonteCarlo(n=10)), r"key must be a JAX PRNG key, got None"),
         (lambda: theory.f_divergence(theory.KullbackLeibler(), P, Q, method="mc"), r"method must be Quadrature\(\.\.\.\) or MonteCarlo\(\.\.\.\), got 'mc'"),
         (
             lambda: theory.f_gan_lower_bound(theory.JensenShannon(), lambda x: x[:, 0], theory.PointMass(0.0), theory.PointMass(1.0)),
@@ -286,3 +285,8 @@ _G2 = theory.Gaussian(jnp.zeros(2), jnp.eye(2))
 def test_f_divergence_functions_reject_bad_input(call, shown):
     with pytest.raises(ValueError, match=shown):
         call()
+
+
+def test_f_divergence_rejects_a_missing_key_as_a_type_error():
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got None"):
+        theory.f_divergence(theory.KullbackLeibler(), P, Q, method=theory.MonteCarlo(n=10))

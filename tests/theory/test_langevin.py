@@ -131,7 +131,7 @@ def test_annealed_langevin_recovers_the_mode_weight_and_plain_langevin_does_not(
         ExactNoiseConditionalScore(target, ConvolvedMeans()),
         x0,
         key=key_annealed,
-        schedule=GeometricSchedule(20.0, 1.0, 10),
+        schedule=GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10),
         step_size=0.1,
         steps_per_level=100,
     )
@@ -194,39 +194,49 @@ def test_component_std_base_draws_are_the_means_with_the_mixture_weights(key):
 
 @given(sigma_max=st.floats(1.5, 50.0), ratio=st.floats(1.5, 1e3), n_levels=st.integers(2, 40))
 def test_geometric_schedule_has_a_constant_ratio_and_the_given_end_points(sigma_max, ratio, n_levels):
-    schedule = GeometricSchedule(sigma_max, sigma_max / ratio, n_levels)
+    schedule = GeometricSchedule(sigma_max=sigma_max, sigma_min=sigma_max / ratio, n_levels=n_levels)
     sigmas = schedule.sigmas()
     assert sigmas.shape == (n_levels,)
     assert sigmas[0] == pytest.approx(sigma_max, rel=1e-12)
     assert sigmas[-1] == pytest.approx(sigma_max / ratio, rel=1e-12)
     assert np.all(np.diff(sigmas) < 0)
     np.testing.assert_allclose(sigmas[1:] / sigmas[:-1], ratio ** (-1 / (n_levels - 1)), rtol=1e-10)
-    linear = LinearSchedule(sigma_max, sigma_max / ratio, n_levels).sigmas()
+    linear = LinearSchedule(sigma_max=sigma_max, sigma_min=sigma_max / ratio, n_levels=n_levels).sigmas()
     np.testing.assert_allclose(np.diff(linear), (sigma_max / ratio - sigma_max) / (n_levels - 1), rtol=1e-9)
     assert schedule.with_levels(3).sigmas().shape == (3,)
 
 
 def test_single_level_schedule_is_sigma_min():
-    assert GeometricSchedule(20.0, 1.0, 1).sigmas().tolist() == [1.0]
-    assert LinearSchedule(20.0, 1.0, 1).sigmas().tolist() == [1.0]
+    assert GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=1).sigmas().tolist() == [1.0]
+    assert LinearSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=1).sigmas().tolist() == [1.0]
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "error", "message"),
     [
-        ((1.0, 2.0, 10), "sigma_min must be < sigma_max"),
-        ((20.0, -1.0, 10), "sigma_min must be > 0"),
-        ((20.0, 1.0, 0), "n_levels must be an integer >= 1"),
-        ((float("nan"), 1.0, 10), "sigma_max must be a finite number"),
+        ((1.0, 2.0, 10), ValueError, "sigma_min must be < sigma_max"),
+        ((20.0, -1.0, 10), ValueError, "sigma_min must be a finite number > 0"),
+        ((20.0, 1.0, 0), ValueError, "n_levels must be an integer >= 1"),
+        ((float("nan"), 1.0, 10), ValueError, "sigma_max must be a finite number"),
+        ((20.0, 1.0, 10.0), TypeError, r"n_levels must be an integer >= 1, got 10\.0"),
+        (("20", 1.0, 10), TypeError, r"sigma_max must be a finite number, got '20'"),
     ],
 )
-def test_schedule_rejects_bad_levels(arguments, message):
-    with pytest.raises(ValueError, match=message):
-        GeometricSchedule(*arguments)
+def test_schedule_rejects_bad_levels(arguments, error, message):
+    sigma_max, sigma_min, n_levels = arguments
+    with pytest.raises(error, match=message):
+        GeometricSchedule(sigma_max=sigma_max, sigma_min=sigma_min, n_levels=n_levels)
+
+
+@pytest.mark.parametrize("schedule", [GeometricSchedule, LinearSchedule])
+def test_schedule_fields_are_keyword_only(schedule):
+    # Three floats in a row are easy to give in the wrong order: positions are refused.
+    with pytest.raises(TypeError, match="positional argument"):
+        schedule(20.0, 1.0, 10)
 
 
 def test_annealed_step_sizes_keep_alpha_over_sigma_squared_constant():
-    schedule = GeometricSchedule(20.0, 1.0, 10)
+    schedule = GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10)
     alphas = annealed_step_sizes(schedule, 0.1)
     np.testing.assert_allclose(alphas / schedule.sigmas() ** 2, 0.1, rtol=1e-12)
     assert alphas[0] == pytest.approx(40.0)
@@ -240,7 +250,7 @@ def test_recording_returns_the_path_without_changing_the_samples(key):
     target = theory.ncsn_two_modes()
     x0 = jnp.zeros((7, 2))
     score = ExactNoiseConditionalScore(target, ConvolvedMeans())
-    schedule = GeometricSchedule(20.0, 1.0, 4)
+    schedule = GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=4)
     run = lambda every: annealed_langevin(  # noqa: E731
         score, x0, key=key, schedule=schedule, step_size=0.1, steps_per_level=5, record_every=every
     )
@@ -278,11 +288,12 @@ def test_sampler_accepts_a_distribution_score_method(key):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"step_size": -0.1}, "step_size must be > 0, got -0.1"),
-        ({"step_size": float("inf")}, "step_size must be a finite number"),
+        ({"step_size": -0.1}, r"step_size must be finite and > 0, got -0\.1"),
+        ({"step_size": float("inf")}, "step_size must be finite and > 0, got inf"),
         ({"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
         ({"record_every": 3}, "record_every must divide the number of steps 10, got 3"),
-        ({"x0": jnp.zeros(4)}, r"x0 must have shape \(n_chains, d\)"),
+        ({"x0": jnp.zeros(4)}, r"x0 must have shape \(n, d\) with n, d >= 1, got shape \(4,\)"),
+        ({"x0": jnp.array([[0.0, jnp.nan]])}, r"x0 must be finite"),
     ],
 )
 def test_langevin_rejects_bad_arguments(kwargs, message, key):
@@ -294,7 +305,7 @@ def test_langevin_rejects_bad_arguments(kwargs, message, key):
 
 
 def test_annealed_langevin_rejects_a_schedule_given_as_a_string(key):
-    with pytest.raises(ValueError, match="schedule must be a noise schedule object"):
+    with pytest.raises(TypeError, match="schedule must be an AbstractNoiseSchedule, got 'geometric'"):
         annealed_langevin(lambda x, s: -x, jnp.zeros((2, 2)), key=key, schedule="geometric",
                           step_size=0.1, steps_per_level=3)
 
@@ -321,9 +332,9 @@ def test_clopper_pearson_interval_holds_its_estimate_and_widens_with_confidence(
 
 
 def test_binomial_proportion_rejects_impossible_counts():
-    with pytest.raises(ValueError, match="count must be <= n=3, got 4"):
+    with pytest.raises(ValueError, match="count must be an integer <= 3, got 4"):
         binomial_proportion(4, 3)
-    with pytest.raises(ValueError, match="confidence must be in"):
+    with pytest.raises(ValueError, match=r"confidence must be a number in \(0, 1\)"):
         binomial_proportion(1, 3, confidence=1.0)
 
 

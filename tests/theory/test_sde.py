@@ -183,3 +183,12 @@ def test_simulated_forward_marginals_match_the_closed_forms(sde, key):
         np.testing.assert_array_less(np.abs(sample.mean(axis=0) - m * x0), Z * mean_se + mean_bias)
         pooled_var = np.mean(sample.var(axis=0, ddof=1))
         assert abs(pooled_var - s**2) < Z * var_se + var_bias, (t, pooled_var, s**2)
+
+
+@pytest.mark.parametrize("sde", [VPSDE, SubVPSDE, VESDE])
+def test_sde_fields_are_keyword_only(sde):
+    # VPSDE(0.1, 20.0) used to build t_max = 0.1, beta_min = 20: positions are refused.
+    with pytest.raises(TypeError, match="positional argument"):
+        sde(0.1, 20.0)
+    with pytest.raises(TypeError, match="beta_min must be a finite number, got '0.1'|sigma_min must be a finite number, got '0.1'"):
+        sde(**({"beta_min": "0.1"} if sde is not VESDE else {"sigma_min": "0.1"}))

@@ -334,7 +334,6 @@ _G2 = theory.Gaussian(jnp.zeros(2), jnp.eye(2))
         (lambda: theory.wasserstein_1d(np.zeros(2), np.zeros(3), a=[np.nan, 1.0]), r"a must be finite, got \[nan  1\.\]"),
         (lambda: theory.gaussian_w2(_G1, theory.gaussian_grid(2)), r"p and q must be Gaussian, got Gaussian and MixtureOfGaussians"),
         (lambda: theory.gaussian_w2(_G1, _G2), r"p and q must share a dimension, got 1 and 2"),
-        (lambda: theory.sliced_wasserstein(_X, _X, key=None), r"key must be a JAX PRNG key, got None"),
         (lambda: theory.sliced_wasserstein(_X, _X, key=_KEY, n_projections=1), r"n_projections must be an integer >= 2, got 1"),
         (lambda: theory.sliced_wasserstein(_X, np.zeros((3, 1)), key=_KEY), r"x and y must live in the same R\^d"),
         (lambda: theory.sliced_wasserstein(_X, _X, p=-1, key=_KEY), r"p must be a finite number >= 1, got -1"),
@@ -342,10 +341,21 @@ _G2 = theory.Gaussian(jnp.zeros(2), jnp.eye(2))
         (lambda: theory.sliced_wasserstein(_X, _X, key=_KEY, a=[1.0]), r"a must have shape \(3,\) to match its points"),
         (lambda: theory.sampling_floor(_G1, 0, key=_KEY), r"m must be an integer >= 1, got 0"),
         (lambda: theory.sampling_floor(_G1, 5, key=_KEY, repeats=1), r"repeats must be an integer >= 2, got 1"),
-        (lambda: theory.sampling_floor(_G1, 5, key=None), r"key must be a JAX PRNG key, got None"),
         (lambda: theory.sampling_floor(_G1, 5, key=_KEY, p=0.5), r"p must be a finite number >= 1, got 0\.5"),
     ],
 )
 def test_transport_functions_reject_bad_input(call, shown):
     with pytest.raises(ValueError, match=shown):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, shown",
+    [
+        (lambda: theory.sliced_wasserstein(_X, _X, key=None), r"key must be a JAX PRNG key, got None"),
+        (lambda: theory.sampling_floor(_G1, 5, key=None), r"key must be a JAX PRNG key, got None"),
+    ],
+)
+def test_transport_functions_reject_a_missing_key_as_a_type_error(call, shown):
+    with pytest.raises(TypeError, match=shown):
         call()

@@ -1,7 +1,8 @@
 """Tests for theory/validation.py: every check names the argument and shows the value.
 
-Each check passes honest input, raises ValueError with the argument's name and the
-offending value on bad input, and stays silent on tracers (inside `jax.jit` only
+Each check passes honest input, raises ValueError (a bad value) or TypeError (the
+wrong kind of argument) with the argument's name and the offending value, and stays
+silent on tracers (inside `jax.jit` only
 shapes are known; the values were checked when the object was built).
 """
 
@@ -16,13 +17,23 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from theory.validation import (
+    check_bool,
     check_count,
+    check_counts,
+    check_distinct,
     check_finite,
+    check_in_interval,
     check_key,
+    check_number,
+    check_points,
     check_positive,
     check_positive_definite,
+    check_positive_number,
+    check_probability,
     check_probability_vector,
     check_shape,
+    check_tuple,
+    check_type,
     is_concrete,
 )
 
@@ -179,10 +190,15 @@ def test_check_probability_vector_names_the_offence(weights, shown):
 # check_key / check_count.
 
 
-def test_check_key_rejects_none_only():
+def test_check_key_accepts_typed_and_raw_keys_and_rejects_everything_else():
     check_key("key", jax.random.key(0))
-    with pytest.raises(ValueError, match=r"key must be a JAX PRNG key, got None"):
+    check_key("key", jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got None"):
         check_key("key", None)
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got 0 \(a int\)"):
+        check_key("key", 0)
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got an array of dtype float32"):
+        check_key("key", jnp.zeros(2, jnp.float32))
 
 
 def test_check_count_returns_a_python_int():
@@ -192,15 +208,113 @@ def test_check_count_returns_a_python_int():
 
 
 @pytest.mark.parametrize(
-    "n, minimum, shown",
+    "n, minimum, error, shown",
     [
-        (0, 1, r"n must be an integer >= 1, got 0"),
-        (1, 2, r"n must be an integer >= 2, got 1"),
-        (2.0, 1, r"n must be an integer >= 1, got 2\.0"),
-        (True, 1, r"n must be an integer >= 1, got True"),
-        ("3", 1, r"n must be an integer >= 1, got '3'"),
+        (0, 1, ValueError, r"n must be an integer >= 1, got 0"),
+        (1, 2, ValueError, r"n must be an integer >= 2, got 1"),
+        (2.0, 1, TypeError, r"n must be an integer >= 1, got 2\.0"),
+        (True, 1, TypeError, r"n must be an integer >= 1, got True"),
+        ("3", 1, TypeError, r"n must be an integer >= 1, got '3'"),
+        (None, 1, TypeError, r"n must be an integer >= 1, got None"),
     ],
 )
-def test_check_count_rejects_non_integers_and_small_values(n, minimum, shown):
-    with pytest.raises(ValueError, match=shown):
+def test_check_count_rejects_non_integers_and_small_values(n, minimum, error, shown):
+    with pytest.raises(error, match=shown):
         check_count("n", n, minimum=minimum)
+
+
+def test_check_count_upper_bound():
+    assert check_count("n_steps", 1000, maximum=1000) == 1000
+    with pytest.raises(ValueError, match=r"n_steps must be an integer <= 1000, got 1001"):
+        check_count("n_steps", 1001, maximum=1000)
+
+
+def test_check_counts_is_a_tuple_of_distinct_integers():
+    assert check_counts("seeds", (0, np.int64(3)), minimum=0) == (0, 3)
+    assert check_counts("grid", (2, 2), distinct=False) == (2, 2)
+    with pytest.raises(TypeError, match=r"seeds must be a tuple, got \[0, 1\]"):
+        check_counts("seeds", [0, 1])
+    with pytest.raises(ValueError, match=r"seeds must hold at least 1 value\(s\), got \(\)"):
+        check_counts("seeds", ())
+    with pytest.raises(ValueError, match=r"seeds must not repeat a value, got \(1, 1\)"):
+        check_counts("seeds", (1, 1))
+    with pytest.raises(TypeError, match=r"seeds must be an integer >= 0, got 1\.5"):
+        check_counts("seeds", (1.5,), minimum=0)
+
+
+# --------------------------------------------------------------------------------------
+# Scalars: numbers, intervals, probabilities, booleans, kinds.
+
+
+def test_check_number_and_positive_number():
+    assert check_number("x", np.float32(1.5)) == 1.5 and type(check_number("x", 2)) is float
+    assert check_positive_number("lr", 1e-3) == 1e-3
+    assert check_positive_number("t_end", 0, allow_zero=True) == 0.0
+    for bad, error, shown in [
+        ("1", TypeError, r"x must be a finite number, got '1'"),
+        (True, TypeError, r"x must be a finite number, got True"),
+        (np.ones(2), TypeError, r"x must be a finite number, got array"),
+        (np.nan, ValueError, r"x must be a finite number, got nan"),
+    ]:
+        with pytest.raises(error, match=shown):
+            check_number("x", bad)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got 0\.0"):
+        check_positive_number("lr", 0.0)
+    with pytest.raises(ValueError, match=r"t_end must be a finite number >= 0, got -1\.0"):
+        check_positive_number("t_end", -1.0, allow_zero=True)
+
+
+def test_check_in_interval_names_the_ends_it_includes():
+    assert check_in_interval("c", 0.5, 0.0, 1.0) == 0.5
+    assert check_in_interval("t_end", 0.0, 0.0, 1.0, include_low=True) == 0.0
+    with pytest.raises(ValueError, match=r"c must be a number in \(0, 1\), got 1\.0"):
+        check_in_interval("c", 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"f must be a number in \(0, 1\], got 0\.0"):
+        check_in_interval("f", 0.0, 0.0, 1.0, include_high=True)
+    assert check_probability("eta", 1.0) == 1.0 and check_probability("eta", 0) == 0.0
+    with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\], got 1\.5"):
+        check_probability("eta", 1.5)
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\), got 0\.0"):
+        check_probability("p", 0.0, include_ends=False)
+
+
+def test_check_bool_and_check_type():
+    assert check_bool("learned", np.bool_(True)) is True
+    with pytest.raises(TypeError, match=r"learned must be true or false, got 1"):
+        check_bool("learned", 1)
+    assert check_type("n", 3, int) == 3
+    with pytest.raises(TypeError, match=r"schedule must be an int or float, got 'geometric' \(a str\)"):
+        check_type("schedule", "geometric", (int, float))
+
+
+def test_check_distinct_lists_the_repeats():
+    check_distinct("labels", ("a", "b"))
+    with pytest.raises(ValueError, match=r"labels must not repeat a value, got \('a', 'b', 'a'\) \(repeated: \['a'\]\)"):
+        check_distinct("labels", ("a", "b", "a"))
+    with pytest.raises(TypeError, match=r"values must be a tuple, got 3"):
+        check_tuple("values", 3)
+
+
+def test_check_points_shape_dtype_and_finiteness():
+    x = check_points("x0", np.zeros((3, 2)))
+    assert isinstance(x, jax.Array) and x.shape == (3, 2)
+    check_points("x0", np.zeros((1, 2)), dim=2)
+    for bad, error, shown in [
+        (np.zeros(3), ValueError, r"x0 must have shape \(n, d\) with n, d >= 1, got shape \(3,\)"),
+        (np.zeros((0, 2)), ValueError, r"x0 must have shape \(n, d\) with n, d >= 1, got shape \(0, 2\)"),
+        (np.zeros((3, 2), np.int32), TypeError, r"x0 must be floating point, got dtype int32"),
+    ]:
+        with pytest.raises(error, match=shown):
+            check_points("x0", bad)
+    with pytest.raises(ValueError, match=r"x0 must have shape \(n, 3\), got shape \(2, 2\)"):
+        check_points("x0", np.zeros((2, 2)), dim=3)
+    with pytest.raises(ValueError, match=r"x0 must be finite, got non-finite entries"):
+        check_points("x0", np.array([[0.0, np.nan]]), finite=True)
+
+
+def test_array_checks_reject_non_numbers_as_type_errors():
+    with pytest.raises(TypeError, match=r"std must be a number or an array of numbers, got 'big'"):
+        check_positive("std", "big")
+    with pytest.raises(TypeError, match=r"mean must be a number or an array of numbers, got None"):
+        check_finite("mean", None)
+    assert check_positive("std", np.float32(0.5)) == 0.5
