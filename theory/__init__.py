@@ -7,7 +7,11 @@ and ELBO identities. Imports nothing from `models`, `studies` or `figures`.
 Every estimator has one signature, `(laws..., *, key=None, method=None) -> Estimate`,
 with `method=MonteCarlo(n)` or `Quadrature(...)`. The forward processes and samplers
 live in the sub-modules `theory.sde`, `theory.ddpm`, `theory.langevin` and
-`theory.diffusion_samplers`; the argument checks in `theory.validation`.
+`theory.diffusion_samplers`; exact likelihoods of ODE-defined models (probability-flow
+ODEs, continuous flows) and the score-error KL bound in `theory.ode_likelihood`; exact
+evidence, posteriors and gaps of low-dimensional latent-variable models in
+`theory.latent_evidence`; the argument checks in `theory.validation`. Each sub-module
+writes its public names out in its own `__all__`.
 """
 
 from theory.distributions import (
