@@ -288,14 +288,14 @@ class AbstractTraining(eqx.Module):
 
     def __check_init__(self):
         if not isinstance(self.optimiser, AbstractOptimiserSpec):
-            raise ValueError(f"optimiser must be an AbstractOptimiserSpec (e.g. AdamSpec(1e-3)), got {self.optimiser!r}")
+            raise TypeError(f"optimiser must be an AbstractOptimiserSpec (e.g. AdamSpec(1e-3)), got {self.optimiser!r}")
         check_count("steps", self.steps)
         check_count("batch_size", self.batch_size)
         check_count("record_every", self.record_every)
         if self.steps % self.record_every:
             raise ValueError(f"record_every must divide steps={self.steps}, got {self.record_every}")
         if self.ema is not None and not isinstance(self.ema, EMA):
-            raise ValueError(f"ema must be an EMA or None, got {self.ema!r}")
+            raise TypeError(f"ema must be an EMA or None, got {self.ema!r}")
 
 
 # --------------------------------------------------------------------------------------

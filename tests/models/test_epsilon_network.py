@@ -132,7 +132,6 @@ def test_network_normalises_its_input_for_any_sde(key):
         (lambda: EpsilonMLP(width=0), "width"),
         (lambda: EpsilonMLP(embedding_dim=7), "embedding_dim"),
         (lambda: EpsilonMLP(data_scale=-1.0), "data_scale"),
-        (lambda: EpsilonMLP(width=True), "width must be an integer"),
         (lambda: EpsilonTraining(steps=100, record_every=30), "record_every must divide steps=100, got 30"),
         (lambda: EpsilonTraining(optimiser=AdamSpec(float("inf"))), "learning_rate"),
         (lambda: EpsilonTraining(ema=EMA(1.0)), "decay"),
@@ -143,6 +142,12 @@ def test_network_normalises_its_input_for_any_sde(key):
 def test_bad_settings_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_a_wrong_kind_of_setting_is_a_type_error():
+    # theory.validation: TypeError for the wrong kind (a bool is not a count), ValueError for a bad value.
+    with pytest.raises(TypeError, match="width must be an integer"):
+        EpsilonMLP(width=True)
 
 
 def test_training_returns_the_moving_average_beside_the_last_iterate(key):

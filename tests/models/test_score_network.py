@@ -54,12 +54,16 @@ def test_network_output_scales_as_one_over_sigma_at_fixed_features(key):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"width": 0}, "width must be an integer >= 1, got 0"), ({"hidden_layers": 0}, "hidden_layers must be an integer >= 1"),
-     ({"width": 2.0}, "width must be an integer >= 1, got 2.0"),
      ({"data_scale": -1.0}, "data_scale must be a finite number > 0")],
 )
 def test_spec_rejects_bad_architecture(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ScoreMLP(**kwargs)
+
+
+def test_spec_rejects_a_wrong_kind_with_a_type_error():
+    with pytest.raises(TypeError, match="width must be an integer >= 1, got 2.0"):
+        ScoreMLP(width=2.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -149,12 +153,21 @@ def test_training_reduces_the_fisher_divergence_at_every_level(key):
     ("kwargs", "message"),
     [({"steps": 10, "record_every": 3}, "record_every must divide steps=10, got 3"),
      ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-     ({"steps": True}, "steps must be an integer >= 1, got True"),
-     ({"optimiser": "adam"}, "optimiser must be an AbstractOptimiserSpec"),
-     ({"ema": 0.99}, "ema must be an EMA or None")],
+     ],
 )
 def test_training_settings_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        DSMTraining(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"steps": True}, "steps must be an integer >= 1, got True"),
+     ({"optimiser": "adam"}, "optimiser must be an AbstractOptimiserSpec"),
+     ({"ema": 0.99}, "ema must be an EMA or None")],
+)
+def test_training_settings_reject_wrong_kinds_with_a_type_error(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         DSMTraining(**kwargs)
 
 
