@@ -65,6 +65,21 @@ class AbstractDensity(AbstractDistribution):
         """Per-axis bounds (lo, hi) outside which each component has at most
         `tail` standard deviations' worth of Gaussian tail (mass < 2e-23 per side at 10)."""
 
+    def quadrature_scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The centres and length scales a quadrature grid must resolve, per component.
+
+        Returns (centres, marginal_sd, slice_sd), each float64 of shape (K, d): component
+        k has most of its mass within centres[k] +- tail * marginal_sd[k] along each axis,
+        and along axis i, at fixed other coordinates, it varies on the scale slice_sd[k, i]
+        (for a Gaussian N(m, S): marginal sd sqrt(S_ii), slice sd 1 / sqrt((S^{-1})_ii)
+        <= sqrt(S_ii)). This default reads one component off `support_box`; laws with
+        several components or correlated ones override it.
+        """
+        lo, hi = self.support_box(1.0)
+        centre = 0.5 * (np.asarray(lo, np.float64) + np.asarray(hi, np.float64))
+        spread = 0.5 * (np.asarray(hi, np.float64) - np.asarray(lo, np.float64))
+        return centre[None], spread[None], spread[None]
+
 
 def _flatten_points(x, dim: int, name: str = "x"):
     x = jnp.asarray(x)
@@ -91,6 +106,13 @@ def _gaussian_score(points, mean, chol):
 def _noised_cov(cov, scale, std):
     eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
     return scale**2 * cov + std**2 * eye
+
+
+def _gaussian_scales(means, covs):
+    """(centres, marginal sd, slice sd) of Gaussian components (K, d), (K, d, d)."""
+    marginal = np.sqrt(np.diagonal(covs, axis1=1, axis2=2))
+    slice_sd = 1.0 / np.sqrt(np.diagonal(np.linalg.inv(covs), axis1=1, axis2=2))
+    return means, marginal, np.minimum(slice_sd, marginal)
 
 
 def _check_noise(scale, std):
@@ -155,6 +177,9 @@ class Gaussian(AbstractDensity):
         mean = np.asarray(self.mean, np.float64)
         spread = tail * np.sqrt(np.diag(np.asarray(self.cov, np.float64)))
         return mean - spread, mean + spread
+
+    def quadrature_scales(self):
+        return _gaussian_scales(np.asarray(self.mean, np.float64)[None], np.asarray(self.cov, np.float64)[None])
 
 
 class MixtureOfGaussians(AbstractDensity):
@@ -261,6 +286,9 @@ class MixtureOfGaussians(AbstractDensity):
         means = np.asarray(self.means, np.float64)
         spread = tail * np.sqrt(np.diagonal(np.asarray(self.covs, np.float64), axis1=1, axis2=2))
         return (means - spread).min(axis=0), (means + spread).max(axis=0)
+
+    def quadrature_scales(self):
+        return _gaussian_scales(np.asarray(self.means, np.float64), np.asarray(self.covs, np.float64))
 
 
 def score_at_point(law: Gaussian | MixtureOfGaussians, x: Float[Array, " d"]) -> Float[Array, " d"]:

@@ -170,13 +170,14 @@ def test_quadrature_error_estimate_bounds_the_coarse_error_and_shrinks_geometric
     # On a coarse rule the integrand is under-resolved: the reported error
     # |I(P) - I(2P)| must dominate the true error of the returned (finer) value, and
     # the true error must fall at least 10x per doubling of panels (geometric
-    # convergence of Gauss-Legendre for analytic integrands).
+    # convergence of Gauss-Legendre for analytic integrands). panels_per_sd = 0.05 asks
+    # for panels no narrower than 4 sd (the whole box), so `panels` alone sets the grid.
     law = theory.Gaussian(jnp.array([0.5]), jnp.array([[0.04]]))
     exact = 0.25 + 0.04
     errors = []
     for panels in (1, 2, 4):
         estimate = expectation_sum(
-            [Term(0, _second_moment)], [law], method=Quadrature(panels=panels, order=4), key=None, what="E"
+            [Term(0, _second_moment)], [law], method=Quadrature(panels=panels, order=4, panels_per_sd=0.05), key=None, what="E"
         )
         true_error = abs(estimate.value - exact)
         assert true_error <= estimate.error + 1e-15
