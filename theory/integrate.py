@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -71,9 +72,32 @@ class Quadrature:
             raise ValueError(f"panels_per_sd must be a finite number > 0, got {self.panels_per_sd!r}")
 
 
+class SkewedMonteCarloWarning(UserWarning):
+    """The normal interval value +- 1.96 error of a Monte Carlo estimate is unreliable:
+    the integrand's sample skewness is too large for n (see `MonteCarlo`)."""
+
+
+# Edgeworth expansion of the studentized mean T = sqrt(n) (mean - mu) / s (Hall, The
+# Bootstrap and Edgeworth Expansion, 1992, Sec. 2.6): P(T <= z) = Phi(z) + n^{-1/2}
+# gamma (2 z^2 + 1) phi(z) / 6 + O(1/n), gamma the skewness of one draw. Each tail of
+# the 95% interval (z = 1.96) then misses with probability 0.025 -+ 0.0846 gamma/sqrt(n).
+_EDGEWORTH_TAIL_SHIFT = (2 * 1.96**2 + 1) * math.exp(-0.5 * 1.96**2) / math.sqrt(2 * math.pi) / 6
+_TAIL_SHIFT_TOLERANCE = 0.01  # warn once a tail's miss rate moves by 1 point (40% of 2.5%)
+
+
 @dataclasses.dataclass(frozen=True)
 class MonteCarlo:
-    """Plain Monte Carlo with n i.i.d. draws per law; error = one standard error."""
+    """Plain Monte Carlo with n i.i.d. draws per law; error = one standard error.
+
+    The interval value +- 1.96 error is the normal (CLT) interval, and it under-covers
+    when the integrand is skewed: for KL(grid4 || grid9) the log-ratio has skewness -44
+    (a rare long tail between grid4's modes), and nominal 95% intervals covered 80% of
+    the time at n = 2,000 and 90% at n = 10,000. By the Edgeworth expansion each tail
+    of the interval misses with probability 0.025 -+ 0.0846 gamma / sqrt(n) (gamma the
+    skewness of the summed integrand); `expectation_sum` issues a
+    `SkewedMonteCarloWarning` when the sample estimate of that shift exceeds 0.01.
+    Sample skewness itself underestimates a rare tail, so no warning is no guarantee.
+    """
 
     n: int = 100_000
 
@@ -322,9 +346,45 @@ def expectation_sum(
         keys = jax.random.split(key, len(terms))
         values = 0.0
         variances = 0.0
+        moments = []
         for term, term_key in zip(terms, keys):
             x = _sample(laws64[term.index], term_key, method.n)
-            estimate = monte_carlo_mean(term.g(x, logs_at(x)), what)
+            samples = np.asarray(term.g(x, logs_at(x)), np.float64).ravel()
+            estimate = monte_carlo_mean(samples, what)
             values = values + estimate.value
             variances = variances + estimate.error**2
+            moments.append(_central_moments(samples))
+        _warn_if_skewed(moments, method.n, what)
         return Estimate(values, math.sqrt(variances), f"{what}: Monte Carlo (n={method.n} per law)")
+
+
+def _central_moments(samples: np.ndarray) -> tuple[float, float]:
+    """(second, third) central sample moments, NaN when a draw is not finite."""
+    if not np.all(np.isfinite(samples)):
+        return math.nan, math.nan
+    centred = samples - samples.mean()
+    return float(np.mean(centred**2)), float(np.mean(centred**3))
+
+
+def _warn_if_skewed(moments, n: int, what: str) -> None:
+    """Warn when the Edgeworth shift of a tail of the 95% interval exceeds 1 point.
+
+    The estimate is a sum of independent means of n draws each; its skewness is
+    sum_i k3_i / (sum_i k2_i)^{3/2} / sqrt(n) (cumulants add), i.e. gamma / sqrt(n) for
+    gamma the skewness of the summed integrand.
+    """
+    second = sum(m[0] for m in moments)
+    third = sum(m[1] for m in moments)
+    if not (math.isfinite(second) and math.isfinite(third)) or second <= 0:
+        return
+    gamma = third / second**1.5
+    shift = _EDGEWORTH_TAIL_SHIFT * abs(gamma) / math.sqrt(n)
+    if shift > _TAIL_SHIFT_TOLERANCE:
+        warnings.warn(
+            f"{what}: the Monte Carlo integrand has sample skewness {gamma:.3g} at n={n}, so each tail "
+            f"of the normal 95% interval value +- 1.96 error may miss {shift:.2g} more or less often "
+            f"than 2.5% (Edgeworth); the interval can under-cover. Increase n (the shift falls as "
+            f"1/sqrt(n)) or use quadrature where d <= 2.",
+            SkewedMonteCarloWarning,
+            stacklevel=3,
+        )
