@@ -55,7 +55,7 @@ from theory.gan import (
     lsgan_optimal_discriminator as lsgan_optimal_discriminator,
     optimal_discriminator as optimal_discriminator,
 )
-from theory.integrate import MonteCarlo as MonteCarlo, Quadrature as Quadrature
+from theory.integrate import MonteCarlo as MonteCarlo, Quadrature as Quadrature, SkewedMonteCarloWarning as SkewedMonteCarloWarning
 from theory.modes import ModeStatistics as ModeStatistics, mode_statistics as mode_statistics
 from theory.singular import PointMass as PointMass, VerticalSegment as VerticalSegment
 from theory.targets import (
@@ -95,6 +95,7 @@ __all__ = [
     "binomial_proportion",
     "MonteCarlo",
     "Quadrature",
+    "SkewedMonteCarloWarning",
     # divergences
     "fisher_divergence",
     "js",

@@ -338,6 +338,75 @@ def test_dtypes_follow_the_parameters_and_to_float64_casts_every_float_leaf():
     np.testing.assert_array_equal(cast.cov, np.eye(2))
 
 
+def _laws_built_without_x64():
+    """A 2-D Gaussian pair and the grid-4 / grid-9 targets, built with x64 off (float32)."""
+    with jax.enable_x64(False):
+        p = theory.Gaussian(jnp.array([0.3, -0.2]), jnp.array([[0.7, 0.2], [0.2, 0.4]]))
+        q = theory.Gaussian(jnp.array([-0.1, 0.5]), jnp.array([[1.3, -0.3], [-0.3, 0.9]]))
+        grid4, grid9 = theory.gaussian_grid(4), theory.gaussian_grid(9)
+    assert p.chol.dtype == grid9.chols.dtype == jnp.float32
+    return p, q, grid4, grid9
+
+
+def test_to_float64_refactors_cholesky_and_renormalises_weights_of_float32_laws():
+    # Issue 12, item 14: a float32 factor cast to float64 keeps ~1e-7 relative rounding;
+    # to_float64 must give the factor of the (exactly representable) float64 covariance,
+    # and float32 weights 1/9 (sum 1 + 7e-9) must sum to 1 in float64.
+    p, _, _, grid9 = _laws_built_without_x64()
+    p64, grid64 = to_float64((p, grid9))
+    exact = np.linalg.cholesky(np.asarray(p.cov, np.float64))
+    np.testing.assert_allclose(p64.chol, exact, rtol=4 * np.finfo(np.float64).eps, atol=0)
+    assert abs(float(jnp.sum(grid64.weights)) - 1.0) <= 4 * np.finfo(np.float64).eps
+    # A float32 law evaluated at float64 points computes in float64 (refactored): it
+    # agrees with its float64 conversion to rounding, not to float32's 1e-7.
+    x = jnp.array([[0.1, 0.2], [-1.0, 2.0], [3.0, -0.5]], jnp.float64)
+    np.testing.assert_allclose(p.log_prob(x), p64.log_prob(x), rtol=1e-14)
+    np.testing.assert_allclose(grid9.log_prob(x), grid64.log_prob(x), rtol=1e-14)
+    np.testing.assert_allclose(grid9.score(x), grid64.score(x), rtol=1e-13)
+
+
+def test_closed_form_and_quadrature_agree_on_laws_built_without_x64():
+    # Issue 12, item 14: they differed by 6.7e-9 with reported errors 0 and 1.6e-15.
+    # Both now see the same float64 law, so they agree to the quadrature error (plus
+    # the closed form's own rounding, a few eps of the value).
+    p, q, _, _ = _laws_built_without_x64()
+    closed = theory.kl_gaussians(p, q)
+    quadrature = theory.kl(p, q, method=theory.Quadrature())
+    assert abs(closed.value - quadrature.value) <= quadrature.error + 8 * np.finfo(np.float64).eps * closed.value
+
+
+def test_gan_value_of_a_float32_optimal_discriminator_is_2js_minus_log4():
+    # Issue 12, item 14: gan_value(D.logit, ...) with D holding float32 laws was off by
+    # 5e-9 against a reported 4e-15 (the logit read the float32 factors and unnormalised
+    # weights). V(D*) = 2 JS - log 4 (Goodfellow et al. 2014, Thm. 1): both sides are
+    # quadratures on the same grid, so they agree to the sum of their errors.
+    for p, q in (_laws_built_without_x64()[:2], _laws_built_without_x64()[2:]):
+        value = theory.gan_value(theory.optimal_discriminator(p, q).logit, p, q)
+        js = theory.js(p, q)
+        assert abs(value.value - (2 * js.value - math.log(4))) <= value.error + 2 * js.error
+
+
+@pytest.mark.parametrize("law", [theory.Gaussian(jnp.zeros(2), jnp.eye(2)), theory.gaussian_grid(9)], ids=["gaussian", "grid9"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_log_prob_and_score_reject_non_finite_concrete_points(law, bad):
+    # Issue 12, item 12: log_prob of a NaN point returned NaN. Eager calls on concrete
+    # arrays now raise; under jit only shapes are checked (documented), and the
+    # arithmetic propagates the NaN.
+    x = jnp.array([[0.0, 0.0], [bad, 1.0]])
+    for method in (law.log_prob, law.score):
+        with pytest.raises(ValueError, match=r"x must be finite, got"):
+            method(x)
+    traced = eqx.filter_jit(lambda law, x: law.log_prob(x))(law, x)
+    assert not bool(jnp.isfinite(traced[1])) and bool(jnp.isfinite(traced[0]))
+
+
+def test_singular_laws_reject_non_finite_concrete_points():
+    with pytest.raises(ValueError, match=r"x must be finite, got"):
+        theory.PointMass(0.0).log_prob(jnp.array([[np.nan]]))
+    with pytest.raises(ValueError, match=r"x must be finite, got"):
+        theory.VerticalSegment(0.0).log_prob(jnp.array([[0.0, np.nan]]))
+
+
 # --------------------------------------------------------------------------------------
 # Named targets.
 

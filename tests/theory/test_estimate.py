@@ -168,13 +168,14 @@ def test_quadrature_error_estimate_bounds_the_coarse_error_and_shrinks_geometric
     # On a coarse rule the integrand is under-resolved: the reported error
     # |I(P) - I(2P)| must dominate the true error of the returned (finer) value, and
     # the true error must fall at least 10x per doubling of panels (geometric
-    # convergence of Gauss-Legendre for analytic integrands).
+    # convergence of Gauss-Legendre for analytic integrands). panels_per_sd = 0.05 asks
+    # for panels no narrower than 4 sd (the whole box), so `panels` alone sets the grid.
     law = theory.Gaussian(jnp.array([0.5]), jnp.array([[0.04]]))
     exact = 0.25 + 0.04
     errors = []
     for panels in (1, 2, 4):
         estimate = expectation_sum(
-            [Term(0, _second_moment)], [law], method=Quadrature(panels=panels, order=4), key=None, what="E"
+            [Term(0, _second_moment)], [law], method=Quadrature(panels=panels, order=4, panels_per_sd=0.05), key=None, what="E"
         )
         true_error = abs(estimate.value - exact)
         assert true_error <= estimate.error + 1e-15
@@ -267,3 +268,50 @@ def test_lipschitz_estimate_holds_a_bracket_and_its_method():
         theory.LipschitzEstimate(lower=1.0, upper=math.nan, method="m", n_probes=1)
     with pytest.raises(TypeError, match=r"n_probes must be an integer >= 1, got 1\.5"):
         theory.LipschitzEstimate(lower=1.0, upper=2.0, method="m", n_probes=1.5)
+
+
+# --------------------------------------------------------------------------------------
+# Monte Carlo intervals under skew (issue 12, item 15).
+
+
+def test_skewed_monte_carlo_integrand_warns_and_a_mild_one_does_not(key):
+    # KL(grid4 || grid9): the log-ratio under grid4 has skewness about -44 (a rare tail
+    # between grid4's modes), so at n = 2000 the Edgeworth shift of a tail of the 95%
+    # interval is ~0.0846 * 44 / sqrt(2000) = 0.08 > 0.01. A Gaussian pair's log-ratio
+    # (a shifted chi-square, skewness ~2) stays below: 0.0846 * 2 / 45 = 0.004.
+    import warnings
+
+    from theory.integrate import SkewedMonteCarloWarning
+
+    with pytest.warns(SkewedMonteCarloWarning, match=r"KL: the Monte Carlo integrand has sample skewness -\d"):
+        theory.kl(theory.gaussian_grid(4), theory.gaussian_grid(9), key=key, method=MonteCarlo(n=2000))
+    p, q = theory.Gaussian(jnp.zeros(1), jnp.eye(1)), theory.Gaussian(jnp.ones(1), 2.0 * jnp.eye(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkewedMonteCarloWarning)
+        theory.kl(p, q, key=key, method=MonteCarlo(n=2000))
+
+
+def _coverage(p, q, n, repeats, key):
+    import warnings
+
+    truth = theory.kl(p, q, method=Quadrature()).value
+    covered = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for repeat_key in jax.random.split(key, repeats):
+            lo, hi = theory.kl(p, q, key=repeat_key, method=MonteCarlo(n=n)).interval()
+            covered += lo <= truth <= hi
+    return covered / repeats
+
+
+@pytest.mark.slow
+def test_normal_intervals_under_cover_where_the_warning_fires_and_cover_where_it_does_not(key):
+    # 200 independent nominal-95% intervals at n = 2000: the coverage count is binomial,
+    # sd = sqrt(0.95 * 0.05 / 200) = 0.0154 at 95%. The skewed KL(grid4 || grid9)
+    # (measured 80.5%) must fall more than 4 sd below 95%; the mild Gaussian pair must
+    # not (0.95 - 0.062 = 0.888 and above).
+    key_skewed, key_mild = jax.random.split(key)
+    skewed = _coverage(theory.gaussian_grid(4), theory.gaussian_grid(9), 2000, 200, key_skewed)
+    assert skewed < 0.95 - 4 * 0.0154, skewed
+    mild = _coverage(theory.Gaussian(jnp.zeros(1), jnp.eye(1)), theory.Gaussian(jnp.ones(1), 2.0 * jnp.eye(1)), 2000, 200, key_mild)
+    assert mild > 0.95 - 4 * 0.0154, mild
