@@ -55,7 +55,7 @@ def _wgan() -> Case:
 def _langevin() -> Case:
     study = importlib.import_module("studies.langevin_mixing")
     tiny = dataclasses.replace(study.PRESETS["smoke"], n_chains=24, sweep_n_chains=None, sweep_steps_per_level=None,
-                               draw_figures=True)
+                               sweep_annealed_step_sizes=None, sweep_langevin_steps=None, draw_figures=True)
     return Case(
         module="langevin_mixing",
         tiny=tiny,
