@@ -11,13 +11,28 @@ trained by denoising score matching changes (its Fisher divergence at every leve
 the weights its annealed sampler reports).
 
 Measured, per sampler (exact i.i.d. draws, plain, annealed, learned-score annealed),
-seed and step: the weight of each mode with a Clopper-Pearson interval, the KL of the
-mode-occupancy histogram to the true weights (bootstrap error, floor (K - 1) / 2n), and
-the exact W1 to fresh target draws next to the W1 sampling floor. Protocol:
-shared/reference/protocols.md, "Plain vs annealed Langevin".
+seed and step: the weight of each mode with a Clopper-Pearson interval over that seed's
+chains, the KL of the mode-occupancy histogram to the true weights (bootstrap error,
+floor (K - 1) / 2n), and the exact W1 to fresh target draws next to the W1 sampling
+floor. Protocol: shared/reference/protocols.md, "Plain vs annealed Langevin".
 
-    python -m studies.langevin_mixing                   # ncsn-code preset
-    python -m studies.langevin_mixing --preset quick    # the README figure, ~2.5 min on 2 CPU cores
+Statistics. The chains of an exact-score sampler are i.i.d. draws of one fixed sampler
+(independent initial points and noise), so its headline weight pools every chain of
+every seed (Clopper-Pearson). A learned score is one network per seed: its headline
+weight is one proportion per seed with a t-interval over seeds, which covers the
+between-network variation. Differences (learned minus exact annealed, annealed minus
+plain) are paired by seed: within a seed every sampler starts from the same points and
+is driven by the same noise.
+
+Cells and keys. A cell is one swept value (all seeds vmapped inside it); its keys come
+from its coordinates only (kit.Keys: seed, initial law, chain count, ...), so removing
+a value from a sweep leaves every other cell bit-identical, and a sweep value equal to
+the baseline's reproduces the baseline's numbers. Each seed's score network is a kit
+artifact, trained once and verified on load; a diverged training (or non-finite
+samples) saves the cells that need it as diverged and the sweep goes on.
+
+    python -m studies.langevin_mixing                       # quick preset (the README figure)
+    python -m studies.langevin_mixing --preset ncsn-code    # the public code's full sweeps
     python -m figures.langevin_mixing results/langevin_mixing/quick
 """
 
@@ -27,9 +42,7 @@ import abc
 import dataclasses
 import functools
 import math
-import pathlib
-import sys
-from collections.abc import Callable
+import time
 from typing import Any
 
 import equinox as eqx
@@ -40,8 +53,9 @@ import pandas as pd
 
 import theory
 from models.score_network import DSMTraining, ScoreMLP, score_at_level, train_dsm
-from models.training import AdamSpec
-from studies.pipeline import ResultStore, config_field, parse_config, run_cells
+from models.training import EMA, AdamSpec
+from studies import kit
+from studies.kit import config_field
 from theory.langevin import (
     AbstractNoiseFamily,
     AbstractNoiseSchedule,
@@ -52,13 +66,13 @@ from theory.langevin import (
     GeometricSchedule,
     LinearSchedule,
     annealed_langevin,
-    binomial_proportion,
     langevin,
     mode_occupancy,
     occupancy_kl,
     separatrix_point,
     ula_stability_ratio,
 )
+from theory.validation import check_count, check_number, check_positive_number, check_type
 
 __all__ = [
     "AbstractInitialLaw",
@@ -68,17 +82,30 @@ __all__ = [
     "PointStart",
     "Results",
     "TargetStart",
+    "TrainedScore",
     "UniformBox",
     "cells",
     "main",
+    "parse_initial_laws",
+    "parse_training",
     "run",
-    "summarise",
+    "summary",
 ]
 
-STUDY = "langevin_mixing"
 DIM = 2
-TRUE_WEIGHTS = (0.8, 0.2)
-"""Weights of the NCSN target's modes (5, 5) and (-5, -5); mode 0 is the heavy one."""
+HEAVY_MODE = 0
+"""Index of the mode (5, 5) of `theory.ncsn_two_modes()`, weight 0.8."""
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_RECORDS = 10_000
+"""Recorded steps per sampler and cell at most (each gives 2 rows per seed and mode)."""
+MAX_RECORDED_BYTES = 2 * 2**30
+"""The baseline keeps (seeds, records, chains, 2) float32 points in memory: at most 2 GiB."""
+MAX_SAMPLER_STEPS = 10**6
+"""Langevin steps of one sampler run at most (a scan of 10^6 steps is minutes on a CPU)."""
+SIGMA_RANGE = (1e-4, 1e4)
+"""Noise levels are kept in this range so that sigma^2, 1 / sigma^2 and the annealed
+step sizes eps sigma_1^2 / sigma_L^2 (up to 1e16 eps) stay far inside float32."""
 
 
 # --------------------------------------------------------------------------------------
@@ -94,7 +121,7 @@ class AbstractInitialLaw(eqx.Module):
 
     @abc.abstractmethod
     def label(self) -> str:
-        """A short human-readable name, used in tables and figures."""
+        """A short human-readable name, used in tables, figures and key coordinates."""
 
 
 class UniformBox(AbstractInitialLaw):
@@ -104,8 +131,12 @@ class UniformBox(AbstractInitialLaw):
     high: float = eqx.field(static=True, default=8.0)
 
     def __check_init__(self):
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ValueError(f"uniform box needs finite low < high, got low={self.low!r}, high={self.high!r}")
+        for name in ("low", "high"):
+            value = check_number(name, getattr(self, name))
+            if abs(value) > 1e6:
+                raise ValueError(f"uniform box {name} must be in [-1e6, 1e6], got {value!r}")
+        if not self.low < self.high:
+            raise ValueError(f"uniform box needs low < high, got low={self.low!r}, high={self.high!r}")
 
     def sample(self, key, n, target):
         return jax.random.uniform(key, (n, DIM), target.means.dtype, self.low, self.high)
@@ -120,8 +151,11 @@ class PointStart(AbstractInitialLaw):
     point: tuple[float, float] = eqx.field(static=True, default=(0.0, 0.0))
 
     def __check_init__(self):
-        if len(self.point) != DIM or not all(math.isfinite(v) for v in self.point):
-            raise ValueError(f"point must be {DIM} finite numbers, got {self.point!r}")
+        if not isinstance(self.point, tuple) or len(self.point) != DIM:
+            raise ValueError(f"point must be {DIM} numbers, got {self.point!r}")
+        for value in self.point:
+            if abs(check_number("point", value)) > 1e6:
+                raise ValueError(f"point coordinates must be in [-1e6, 1e6], got {self.point!r}")
 
     def sample(self, key, n, target):
         return jnp.broadcast_to(jnp.asarray(self.point, target.means.dtype), (n, DIM))
@@ -136,8 +170,8 @@ class IsotropicGaussianStart(AbstractInitialLaw):
     std: float = eqx.field(static=True, default=20.0)
 
     def __check_init__(self):
-        if not (math.isfinite(self.std) and self.std > 0):
-            raise ValueError(f"std must be finite and > 0, got {self.std!r}")
+        if check_positive_number("std", self.std) > 1e6:
+            raise ValueError(f"std must be <= 1e6, got {self.std!r}")
 
     def sample(self, key, n, target):
         return self.std * jax.random.normal(key, (n, DIM), target.means.dtype)
@@ -156,9 +190,16 @@ class TargetStart(AbstractInitialLaw):
         return "target"
 
 
-def _numbers(text: str, count: int | None = None) -> tuple[float, ...]:
-    values = tuple(float(item) for item in text.split(",") if item.strip())
-    if count is not None and len(values) != count:
+# --------------------------------------------------------------------------------------
+# Command-line parsers (the edge where text becomes objects).
+
+
+def _numbers(text: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ValueError(f"expected {count} comma-separated numbers, got {text!r}") from None
+    if len(values) != count:
         raise ValueError(f"expected {count} comma-separated numbers, got {text!r}")
     return values
 
@@ -174,12 +215,23 @@ def parse_initial_law(text: str) -> AbstractInitialLaw:
         return IsotropicGaussianStart(*_numbers(rest, 1))
     if kind == "target" and not rest:
         return TargetStart()
-    raise ValueError("use uniform:LOW,HIGH, point:X,Y, gaussian:STD or target")
+    raise ValueError(f"use uniform:LOW,HIGH, point:X,Y, gaussian:STD or target, got {text!r}")
 
 
-def parse_initial_laws(text: str) -> tuple[AbstractInitialLaw, ...]:
-    """Semicolon-separated initial laws, e.g. 'uniform:-8,8;point:0,0;target'."""
-    return tuple(parse_initial_law(item) for item in text.split(";") if item.strip())
+def parse_initial_laws(text: str) -> tuple[AbstractInitialLaw, ...] | None:
+    """Semicolon-separated initial laws, e.g. 'uniform:-8,8;point:0,0;target'; 'none': no sweep.
+
+    Raises:
+        ValueError: for an unknown law or a law given twice.
+    """
+    if text.strip().lower() == "none":
+        return None
+    laws = tuple(parse_initial_law(item) for item in text.split(";") if item.strip())
+    labels = [law.label() for law in laws]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"initial laws must not repeat, got {repeated} more than once in {text!r}")
+    return laws
 
 
 def parse_schedule(text: str) -> AbstractNoiseSchedule:
@@ -187,7 +239,7 @@ def parse_schedule(text: str) -> AbstractNoiseSchedule:
     kind, _, rest = text.strip().partition(":")
     schedules = {"geometric": GeometricSchedule, "linear": LinearSchedule}
     if kind not in schedules:
-        raise ValueError("use geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L")
+        raise ValueError(f"use geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L, got {text!r}")
     sigma_max, sigma_min, n_levels = _numbers(rest, 3)
     if n_levels != int(n_levels):
         raise ValueError(f"L must be an integer, got {n_levels}")
@@ -198,11 +250,71 @@ def parse_network(text: str) -> ScoreMLP:
     """'WIDTH,HIDDEN_LAYERS,DATA_SCALE', e.g. '128,2,5'."""
     width, layers, scale = _numbers(text, 3)
     if width != int(width) or layers != int(layers):
-        raise ValueError("width and hidden layers must be integers")
+        raise ValueError(f"width and hidden layers must be integers, got {text!r}")
     return ScoreMLP(int(width), int(layers), scale)
 
 
+def parse_point(text: str) -> tuple[float, float] | None:
+    """'X,Y' or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    return _numbers(text, DIM)
+
+
+_TRAINING_KEYS = ("lr", "b1", "b2", "steps", "batch-size", "record-every", "ema", "clip-norm")
+
+
+def parse_training(text: str) -> DSMTraining:
+    """'lr=1e-3,steps=10000,batch-size=128,record-every=100[,b1=..,b2=..,ema=DECAY|none,clip-norm=C|none]'.
+
+    Keys not given take DSMTraining's defaults (the NCSN toy runner: Adam lr 1e-3,
+    b1 0.9, b2 0.999, 10,000 steps, batch 128, loss averaged over 100 steps, no EMA).
+    """
+    values: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in _TRAINING_KEYS:
+            raise ValueError(f"expected KEY=VALUE with KEY in {list(_TRAINING_KEYS)}, got {item.strip()!r}")
+        if name in values:
+            raise ValueError(f"training key {name!r} given twice in {text!r}")
+        values[name] = value.strip()
+
+    def number(name: str, default: float) -> float:
+        return float(values[name]) if name in values else default
+
+    def integer(name: str, default: int) -> int:
+        if name not in values:
+            return default
+        try:
+            return int(values[name].replace("_", ""))
+        except ValueError:
+            raise ValueError(f"training {name} must be an integer, got {values[name]!r}") from None
+
+    def optional(name: str) -> float | None:
+        return None if values.get(name, "none").lower() == "none" else float(values[name])
+
+    base = DSMTraining()
+    learning_rate = number("lr", base.optimiser.learning_rate)
+    _check_float32("training lr", learning_rate)
+    ema = optional("ema")
+    optimiser = AdamSpec(learning_rate, b1=number("b1", base.optimiser.b1), b2=number("b2", base.optimiser.b2),
+                         clip_norm=optional("clip-norm"))
+    return DSMTraining(optimiser=optimiser, steps=integer("steps", base.steps),
+                       batch_size=integer("batch-size", base.batch_size),
+                       record_every=integer("record-every", base.record_every),
+                       ema=None if ema is None else EMA(ema))
+
+
 NOISE_FAMILIES = {"component-std": ConvolvedMeans(), "convolution": ConvolvedTarget()}
+
+
+def _check_float32(name: str, value: float) -> None:
+    if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        raise ValueError(f"{name} must be finite and representable in float32 (|value| <= {FLOAT32_MAX:.3g}), "
+                         f"got {value!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -221,132 +333,151 @@ class Config:
     )
     schedule: AbstractNoiseSchedule = config_field(
         GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=10),
-        "annealing levels, geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L",
+        "annealing levels, geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L "
+        "(sigmas in [1e-4, 1e4], L in [1, 1000], L * steps_per_level <= 1e5)",
         parse=parse_schedule,
     )
-    steps_per_level: int = config_field(100, "annealed Langevin steps T at each level")
-    annealed_step_size: float = config_field(0.1, "eps: annealed step alpha_i = eps * sigma_i^2 / sigma_L^2")
-    langevin_step_size: float = config_field(0.1, "alpha of plain Langevin (exact target score)")
-    langevin_steps: int = config_field(1000, "plain Langevin steps K (1000 = the annealed budget L * T)")
-    n_chains: int = config_field(1280, "chains per sampler and seed")
+    steps_per_level: int = config_field(100, "annealed Langevin steps T at each level", low=1, high=10**5)
+    annealed_step_size: float = config_field(
+        0.1, "eps: annealed step alpha_i = eps * sigma_i^2 / sigma_L^2 (must keep ULA stable at every level)",
+        low=0.0, open_low=True)
+    langevin_step_size: float = config_field(
+        0.1, "alpha of plain Langevin, exact target score (stable: alpha < 4 s^2 = 4)", low=0.0, open_low=True)
+    langevin_steps: int = config_field(1000, "plain Langevin steps K (1000 = the annealed budget L * T)",
+                                       low=1, high=10**5)
+    n_chains: int = config_field(1280, "chains per sampler and seed", low=1, high=10**6)
     initial_law: AbstractInitialLaw = config_field(
         UniformBox(-8.0, 8.0),
         "where chains start: uniform:LOW,HIGH | point:X,Y | gaussian:STD | target",
         parse=parse_initial_law,
     )
-    seeds: tuple[int, ...] = config_field((0, 1, 2, 3, 4), "PRNG seeds; each seed is an independent replicate")
-    record_every: int = config_field(50, "record the chains every this many steps (metrics vs steps)")
-    w1_every: int = config_field(100, "compute W1 and histogram KL at steps that are multiples of this")
-    w1_max_points: int = config_field(2560, "W1 uses at most this many chains (exact OT is O(n^3))")
-    floor_repeats: int = config_field(5, "independent exact-sample pairs averaged in the W1 sampling floor")
-    confidence: float = config_field(0.95, "confidence of the Clopper-Pearson interval of each mode weight")
-    n_bootstrap: int = config_field(1000, "bootstrap resamples for the error of the histogram KL")
-    learned: bool = config_field(True, "also train a score network and run annealed Langevin with it")
+    n_seeds: int = config_field(5, "independent replicates (seeds 0..n-1; each trains its own network)",
+                                low=1, high=64)
+    seed: int = config_field(0, "root PRNG seed (kit.Keys)")
+    record_every: int = config_field(50, "record the baseline chains every this many steps (metrics vs steps)",
+                                     low=1, high=10**5)
+    w1_every: int = config_field(100, "W1 and histogram KL at baseline steps that are multiples of this",
+                                 low=1, high=10**5)
+    w1_max_points: int = config_field(2560, "W1 uses at most this many chains (exact OT, m x m float64 costs)",
+                                      low=2, high=20_000)
+    floor_repeats: int = config_field(5, "independent exact-sample pairs averaged in the W1 sampling floor",
+                                      low=2, high=1000)
+    confidence: float = config_field(0.95, "confidence level of every interval", low=0.5, high=0.9999)
+    n_bootstrap: int = config_field(1000, "bootstrap resamples for the error of the histogram KL", low=2, high=10**5)
+    learned: bool = config_field(True, "also train a score network per seed and run annealed Langevin with it")
     network: ScoreMLP = config_field(
         ScoreMLP(128, 2, 5.0),
-        "noise-conditional MLP as WIDTH,HIDDEN_LAYERS,DATA_SCALE (softplus, output / sigma)",
+        "noise-conditional MLP as WIDTH,HIDDEN_LAYERS,DATA_SCALE (softplus, output / sigma; "
+        "width <= 4096, hidden layers <= 32)",
         parse=parse_network,
     )
-    train_steps: int = config_field(10_000, "Adam steps of denoising score matching")
-    batch_size: int = config_field(128, "examples per training step (one random level each)")
-    learning_rate: float = config_field(1e-3, "Adam learning rate")
-    loss_record_every: int = config_field(100, "average the training loss over blocks of this many steps")
-    fisher_samples: int = config_field(10_000, "draws per level for the learned score's Fisher divergence")
-    trajectory_chains: int = config_field(64, "chains started at one point for the trajectory figure")
+    training: DSMTraining = config_field(
+        DSMTraining(optimiser=AdamSpec(1e-3), steps=10_000, batch_size=128, record_every=100),
+        "denoising score matching, lr=LR,steps=N,batch-size=B,record-every=R[,b1=,b2=,ema=DECAY|none,"
+        "clip-norm=C|none]; omitted keys take DSMTraining's defaults (NCSN: lr 1e-3, 10000 steps, batch 128, "
+        "record 100); lr finite in float32, steps <= 1e7, batch <= 65536, record-every divides steps",
+        parse=parse_training,
+    )
+    fisher_samples: int = config_field(10_000, "draws per level for the learned score's Fisher divergence",
+                                       low=1, high=10**7)
+    trajectory_chains: int = config_field(64, "chains started at one point for the trajectory figure",
+                                          low=1, high=10**5)
     trajectory_start: tuple[float, float] | None = config_field(
-        None, "start X,Y of the trajectory chains; none = the point between the modes where "
-        "their responsibilities are equal"
+        None, "start X,Y of the trajectory chains (|X|, |Y| <= 1e6); none = the point between the modes "
+        "where their responsibilities are equal",
+        parse=parse_point,
     )
-    sweep_langevin_step_sizes: tuple[float, ...] = config_field(
-        (0.01, 0.03, 0.1, 0.3, 1.0), "plain-Langevin alphas swept (empty: no sweep)"
+    sweep_langevin_step_sizes: tuple[float, ...] | None = config_field(
+        (0.01, 0.03, 0.1, 0.3, 1.0), "plain-Langevin alphas swept (none: no sweep)", low=0.0, open_low=True
     )
-    sweep_annealed_step_sizes: tuple[float, ...] = config_field(
-        (0.01, 0.03, 0.1, 0.3, 1.0), "annealed eps values swept"
+    sweep_annealed_step_sizes: tuple[float, ...] | None = config_field(
+        (0.01, 0.03, 0.1, 0.3, 1.0), "annealed eps values swept (none: no sweep)", low=0.0, open_low=True
     )
-    sweep_n_levels: tuple[int, ...] = config_field((1, 2, 3, 5, 10, 20), "numbers of levels L swept (same end points)")
-    sweep_steps_per_level: tuple[int, ...] = config_field((1, 3, 10, 30, 100, 300), "steps per level T swept")
-    sweep_langevin_steps: tuple[int, ...] = config_field(
-        (1000, 10_000, 100_000), "plain chain lengths K reported (one chain continued)"
-    )
-    sweep_n_chains: tuple[int, ...] = config_field((80, 320, 1280, 5120), "chain counts swept")
-    sweep_initial_laws: tuple[AbstractInitialLaw, ...] = config_field(
-        (UniformBox(-8.0, 8.0), PointStart((0.0, 0.0)), PointStart((-5.0, -5.0)), IsotropicGaussianStart(20.0), TargetStart()),
-        "initial laws swept, ';'-separated (e.g. uniform:-8,8;point:-5,-5;target)",
+    sweep_n_levels: tuple[int, ...] | None = config_field(
+        (1, 2, 3, 5, 10, 20), "numbers of levels L swept, same end points (none: no sweep)", low=1, high=1000)
+    sweep_steps_per_level: tuple[int, ...] | None = config_field(
+        (1, 3, 10, 30, 100, 300), "steps per level T swept (none: no sweep)", low=1, high=10**5)
+    sweep_langevin_steps: tuple[int, ...] | None = config_field(
+        (1000, 10_000, 100_000), "plain chain lengths K swept, each run from the start (none: no sweep)",
+        low=1, high=MAX_SAMPLER_STEPS)
+    sweep_n_chains: tuple[int, ...] | None = config_field(
+        (80, 320, 1280, 5120), "chain counts swept (none: no sweep)", low=1, high=10**6)
+    sweep_initial_laws: tuple[AbstractInitialLaw, ...] | None = config_field(
+        (UniformBox(-8.0, 8.0), PointStart((0.0, 0.0)), PointStart((-5.0, -5.0)), IsotropicGaussianStart(20.0),
+         TargetStart()),
+        "initial laws swept, ';'-separated, no repeats (e.g. uniform:-8,8;point:-5,-5;target; none: no sweep)",
         parse=parse_initial_laws,
     )
+    draw_figures: bool = config_field(True, "draw the figures at the end (python -m figures.langevin_mixing redraws them)")
 
     def __post_init__(self):
-        _validate(self)
+        kit.check_fields(self)
+        _check_components(self)
+        _check_budgets(self)
+        _check_stability(self)
+
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.n_seeds))
 
 
-def _require_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+def _check_components(config: Config) -> None:
+    """The component objects' own bounds, which kit.check_fields does not look into."""
+    schedule = config.schedule
+    low, high = SIGMA_RANGE
+    for name in ("sigma_max", "sigma_min"):
+        value = getattr(schedule, name)
+        if not low <= value <= high:
+            raise ValueError(f"schedule {name} must be in [{low:g}, {high:g}], got {value!r}")
+    check_count("schedule n_levels", schedule.n_levels, maximum=1000)
+    check_count("network width", config.network.width, maximum=4096)
+    check_count("network hidden_layers", config.network.hidden_layers, maximum=32)
+    if not config.network.data_scale <= 1e6:
+        raise ValueError(f"network data_scale must be <= 1e6, got {config.network.data_scale!r}")
+    training = check_type("training", config.training, DSMTraining)
+    check_type("training optimiser", training.optimiser, AdamSpec)
+    _check_float32("training optimiser learning_rate", training.optimiser.learning_rate)
+    check_count("training steps", training.steps, maximum=10**7)
+    check_count("training batch_size", training.batch_size, maximum=65536)
+    check_count("training record_every", training.record_every, maximum=10**7)
+    if training.steps % training.record_every:
+        raise ValueError(f"training record_every must divide training steps={training.steps}, "
+                         f"got {training.record_every}")
+    if config.trajectory_start is not None:
+        if not (isinstance(config.trajectory_start, tuple) and len(config.trajectory_start) == DIM):
+            raise ValueError(f"trajectory_start must be {DIM} numbers or none, got {config.trajectory_start!r}")
+        for value in config.trajectory_start:
+            if not (math.isfinite(check_number("trajectory_start", value)) and abs(value) <= 1e6):
+                raise ValueError(f"trajectory_start must hold finite numbers in [-1e6, 1e6], "
+                                 f"got {config.trajectory_start!r}")
 
 
-def _require_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _require_type(name: str, value, kind: type) -> None:
-    if not isinstance(value, kind):
-        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}")
-
-
-def _validate(config: Config) -> None:
-    """Every constraint checked before any compute, each error naming field and value."""
-    _require_type("noise_family", config.noise_family, AbstractNoiseFamily)
-    _require_type("schedule", config.schedule, AbstractNoiseSchedule)
-    _require_type("initial_law", config.initial_law, AbstractInitialLaw)
-    _require_type("network", config.network, ScoreMLP)
-    for name in ("steps_per_level", "langevin_steps", "n_chains", "record_every", "w1_every",
-                 "w1_max_points", "train_steps", "batch_size", "loss_record_every",
-                 "fisher_samples", "trajectory_chains"):
-        _require_int(name, getattr(config, name), 1)
-    _require_int("floor_repeats", config.floor_repeats, 2)
-    _require_int("n_bootstrap", config.n_bootstrap, 2)
-    for name in ("annealed_step_size", "langevin_step_size", "learning_rate"):
-        _require_positive(name, getattr(config, name))
-    if not (isinstance(config.confidence, float) and 0.0 < config.confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {config.confidence!r}")
-    if not isinstance(config.learned, bool):
-        raise ValueError(f"learned must be true or false, got {config.learned!r}")
-    if not config.seeds:
-        raise ValueError("seeds must name at least one seed, got ()")
-    for seed in config.seeds:
-        _require_int("seeds", seed, 0)
-    if len(set(config.seeds)) != len(config.seeds):
-        raise ValueError(f"seeds must be distinct, got {config.seeds}")
-    if config.trajectory_start is not None and (
-        len(config.trajectory_start) != DIM or not all(math.isfinite(v) for v in config.trajectory_start)
-    ):
-        raise ValueError(f"trajectory_start must be {DIM} finite numbers or none, got {config.trajectory_start!r}")
+def _check_budgets(config: Config) -> None:
+    """Steps, records and memory bounded before any compute."""
     annealed_steps = config.schedule.n_levels * config.steps_per_level
+    if annealed_steps > 10**5:
+        raise ValueError(f"n_levels * steps_per_level must be <= 100000 (the baseline trajectory records every "
+                         f"step), got {config.schedule.n_levels} * {config.steps_per_level} = {annealed_steps}")
     for name, total in (("langevin_steps", config.langevin_steps), ("n_levels * steps_per_level", annealed_steps)):
         if total % config.record_every:
             raise ValueError(f"record_every must divide {name}={total}, got {config.record_every}")
+        if total // config.record_every > MAX_RECORDS:
+            raise ValueError(f"{name} / record_every must be <= {MAX_RECORDS} recorded steps, "
+                             f"got {total} / {config.record_every}")
     if config.w1_every % config.record_every:
         raise ValueError(f"w1_every must be a multiple of record_every={config.record_every}, got {config.w1_every}")
-    if config.train_steps % config.loss_record_every:
-        raise ValueError(
-            f"loss_record_every must divide train_steps={config.train_steps}, got {config.loss_record_every}"
-        )
-    for value in config.sweep_langevin_step_sizes:
-        _require_positive("sweep_langevin_step_sizes", value)
-    for value in config.sweep_annealed_step_sizes:
-        _require_positive("sweep_annealed_step_sizes", value)
-    for name in ("sweep_n_levels", "sweep_steps_per_level", "sweep_langevin_steps", "sweep_n_chains"):
-        values = getattr(config, name)
-        for value in values:
-            _require_int(name, value, 1)
-        if len(set(values)) != len(values):
-            raise ValueError(f"{name} must not repeat a value, got {values}")
-    for law in config.sweep_initial_laws:
-        _require_type("sweep_initial_laws", law, AbstractInitialLaw)
-    _check_stability(config)
+    records = max(config.langevin_steps, annealed_steps) // config.record_every + 1
+    recorded = config.n_seeds * records * config.n_chains * DIM * 4
+    if recorded > MAX_RECORDED_BYTES:
+        raise ValueError(f"n_seeds * records * n_chains * 2 float32 = {recorded / 2**30:.1f} GiB of recorded "
+                         f"chains exceeds {MAX_RECORDED_BYTES / 2**30:g} GiB; raise record_every or lower n_chains")
+    for n_levels in config.sweep_n_levels or ():
+        if n_levels * config.steps_per_level > MAX_SAMPLER_STEPS:
+            raise ValueError(f"sweep_n_levels value {n_levels} times steps_per_level={config.steps_per_level} "
+                             f"exceeds {MAX_SAMPLER_STEPS} steps")
+    for t in config.sweep_steps_per_level or ():
+        if config.schedule.n_levels * t > MAX_SAMPLER_STEPS:
+            raise ValueError(f"sweep_steps_per_level value {t} times n_levels={config.schedule.n_levels} "
+                             f"exceeds {MAX_SAMPLER_STEPS} steps")
 
 
 TARGET_COMPONENT_VARIANCE = 1.0
@@ -354,52 +485,61 @@ TARGET_COMPONENT_VARIANCE = 1.0
 number so that validating a config needs no JAX computation."""
 
 
-def _smallest_variance(family: AbstractNoiseFamily, sigma) -> np.ndarray:
-    return family.smallest_variance(TARGET_COMPONENT_VARIANCE, sigma)
-
-
 def _check_stability(config: Config) -> None:
     """ULA diverges when alpha / (2 s^2) >= 2 for the smallest component variance s^2
     (`theory.langevin.ula_stability_ratio`): reject such step sizes up front."""
-    target_variance = TARGET_COMPONENT_VARIANCE
+    s2 = TARGET_COMPONENT_VARIANCE
     for name, alphas in (("langevin_step_size", [config.langevin_step_size]),
-                         ("sweep_langevin_step_sizes", config.sweep_langevin_step_sizes)):
+                         ("sweep_langevin_step_sizes", config.sweep_langevin_step_sizes or ())):
         for alpha in alphas:
-            ratio = float(ula_stability_ratio(alpha, target_variance))
+            ratio = float(ula_stability_ratio(alpha, s2))
             if ratio >= 2:
-                raise ValueError(
-                    f"{name}={alpha} makes plain Langevin diverge: alpha / (2 s^2) = {ratio:.3g} >= 2 "
-                    f"(s^2 = {target_variance:g}); use alpha < {4 * target_variance:g}"
-                )
-    sigmas = config.schedule.sigmas()
-    variances = _smallest_variance(config.noise_family, sigmas)
-    # The largest stable eps: alpha_i / (2 s_i^2) < 2 at every level i.
-    ratio_per_eps = (sigmas**2 / sigmas[-1] ** 2) / (2 * variances)
+                raise ValueError(f"{name}={alpha} makes plain Langevin diverge: alpha / (2 s^2) = {ratio:.3g} >= 2 "
+                                 f"(s^2 = {s2:g}); use alpha < {4 * s2:g}")
+
+    def worst(schedule: AbstractNoiseSchedule) -> tuple[int, float, np.ndarray]:
+        sigmas = schedule.sigmas()
+        per_eps = (sigmas**2 / sigmas[-1] ** 2) / (2 * config.noise_family.smallest_variance(s2, sigmas))
+        level = int(np.argmax(per_eps))
+        return level, float(per_eps[level]), sigmas
+
+    level, per_eps, sigmas = worst(config.schedule)
     for name, epsilons in (("annealed_step_size", [config.annealed_step_size]),
-                           ("sweep_annealed_step_sizes", config.sweep_annealed_step_sizes)):
+                           ("sweep_annealed_step_sizes", config.sweep_annealed_step_sizes or ())):
         for eps in epsilons:
-            worst = int(np.argmax(ratio_per_eps))
-            if eps * ratio_per_eps[worst] >= 2:
+            if eps * per_eps >= 2:
                 raise ValueError(
-                    f"{name}={eps} makes annealed Langevin diverge at level {worst + 1} "
-                    f"(sigma={sigmas[worst]:.4g}): alpha_i / (2 s_i^2) = {eps * ratio_per_eps[worst]:.3g} >= 2; "
-                    f"use eps < {2 / ratio_per_eps[worst]:.4g} with this schedule and noise family"
-                )
-    for n_levels in config.sweep_n_levels:
-        schedule = config.schedule.with_levels(n_levels)
-        s = schedule.sigmas()
-        v = _smallest_variance(config.noise_family, s)
-        worst = float(np.max(config.annealed_step_size * (s**2 / s[-1] ** 2) / (2 * v)))
-        if worst >= 2:
-            raise ValueError(
-                f"sweep_n_levels value {n_levels} makes annealed Langevin diverge with "
-                f"annealed_step_size={config.annealed_step_size}: alpha_i / (2 s_i^2) = {worst:.3g} >= 2"
-            )
+                    f"{name}={eps} makes annealed Langevin diverge at level {level + 1} "
+                    f"(sigma={sigmas[level]:.4g}): alpha_i / (2 s_i^2) = {eps * per_eps:.3g} >= 2; "
+                    f"use eps < {2 / per_eps:.4g} with this schedule and noise family")
+    for n_levels in config.sweep_n_levels or ():
+        _, ratio, _ = worst(config.schedule.with_levels(n_levels))
+        if config.annealed_step_size * ratio >= 2:
+            raise ValueError(f"sweep_n_levels value {n_levels} makes annealed Langevin diverge with "
+                             f"annealed_step_size={config.annealed_step_size}: alpha_i / (2 s_i^2) = "
+                             f"{config.annealed_step_size * ratio:.3g} >= 2")
 
 
 PRESETS: dict[str, Config] = {
+    # The README figure in a few minutes on 2 CPU cores: the ncsn-code protocol, 3 seeds
+    # (each trains its own network, 10,000 steps; three so that the interval over
+    # networks has 2 degrees of freedom), shorter sweeps.
+    "quick": Config(
+        n_seeds=3,
+        w1_every=250,
+        w1_max_points=1280,
+        n_bootstrap=500,
+        fisher_samples=5000,
+        sweep_langevin_step_sizes=(0.01, 0.1, 1.0),
+        sweep_annealed_step_sizes=(0.01, 0.1, 1.0),
+        sweep_n_levels=(1, 3, 10),
+        sweep_steps_per_level=(3, 30, 100),
+        sweep_langevin_steps=(1000, 10_000),
+        sweep_n_chains=(320, 1280),
+        sweep_initial_laws=(UniformBox(-8.0, 8.0), PointStart((-5.0, -5.0)), TargetStart()),
+    ),
     # The public code (ermongroup/ncsn toy_runner.py): sigma 20 -> 1, component std = sigma,
-    # eps = 0.1 (so alpha_i / (2 sigma_i^2) = 0.05 at every level), 1,280 chains.
+    # eps = 0.1 (so alpha_i / (2 sigma_i^2) = 0.05 at every level), 1,280 chains; full sweeps.
     "ncsn-code": Config(),
     # The paper's text: sigma 10 -> 0.1 and the exact perturbed scores of p * N(0, sigma^2).
     # eps = 0.1 diverges there (alpha_1 / (2 (1 + sigma_1^2)) = 4.95 >= 2; the largest
@@ -409,26 +549,31 @@ PRESETS: dict[str, Config] = {
         noise_family=ConvolvedTarget(),
         schedule=GeometricSchedule(sigma_max=10.0, sigma_min=0.1, n_levels=10),
         annealed_step_size=0.005,
-        network=ScoreMLP(128, 2, 5.0),
         sweep_annealed_step_sizes=(0.001, 0.002, 0.005, 0.01, 0.02, 0.04),
     ),
-    # The README figure in a few minutes on 2 CPU cores: same protocol as ncsn-code,
-    # 2 seeds (each trains its own network, 10,000 steps), shorter sweeps.
-    "quick": Config(
-        seeds=(0, 1),
-        record_every=50,
-        w1_every=250,
-        w1_max_points=1280,
-        n_bootstrap=500,
-        train_steps=10_000,
-        fisher_samples=5000,
-        sweep_langevin_step_sizes=(0.01, 0.1, 1.0),
-        sweep_annealed_step_sizes=(0.01, 0.1, 1.0),
-        sweep_n_levels=(1, 3, 10),
-        sweep_steps_per_level=(3, 30, 100),
-        sweep_langevin_steps=(1000, 10_000),
-        sweep_n_chains=(320, 1280),
-        sweep_initial_laws=(UniformBox(-8.0, 8.0), PointStart((-5.0, -5.0)), TargetStart()),
+    # Seconds: for tests and a first look.
+    "smoke": Config(
+        schedule=GeometricSchedule(sigma_max=20.0, sigma_min=1.0, n_levels=3),
+        steps_per_level=10,
+        langevin_steps=30,
+        n_chains=48,
+        n_seeds=2,
+        record_every=10,
+        w1_every=30,
+        floor_repeats=2,
+        n_bootstrap=20,
+        network=ScoreMLP(8, 1, 5.0),
+        training=DSMTraining(optimiser=AdamSpec(1e-3), steps=40, batch_size=32, record_every=20),
+        fisher_samples=100,
+        trajectory_chains=4,
+        sweep_langevin_step_sizes=(0.1, 0.3),
+        sweep_annealed_step_sizes=(0.1,),
+        sweep_n_levels=(1,),
+        sweep_steps_per_level=(5,),
+        sweep_langevin_steps=(30, 60),
+        sweep_n_chains=(16,),
+        sweep_initial_laws=(TargetStart(),),
+        draw_figures=False,
     ),
 }
 
@@ -439,558 +584,548 @@ PRESETS: dict[str, Config] = {
 
 @dataclasses.dataclass(frozen=True)
 class Results:
-    """The study's tidy table (one row per observation) and where it was saved.
+    """What `run` returns: the tidy table, its summary, and where they were saved.
 
-    Columns: sweep, sampler, seed, step, sigma, metric, mode, chain, coordinate, value,
-    error, ci_low, ci_high, count, n, reference, method, and the swept coordinates
-    noise_family, langevin_step_size, annealed_step_size, n_levels, steps_per_level,
-    langevin_steps, n_chains, initial_law (NaN where they do not apply).
+    Columns: sweep, sampler, seed, step, sigma, metric, mode, value, error, ci_low,
+    ci_high, n, count, reference, method, the sampler's coordinates (noise_family,
+    langevin_step_size, annealed_step_size, n_levels, steps_per_level, langevin_steps,
+    n_chains, initial_law; NaN where they do not apply); sample and trajectory rows
+    carry chain, x, y. A diverged cell has one row, metric "diverged", with its reason.
     """
 
     table: pd.DataFrame
-    run_dir: pathlib.Path | None = None
+    confidence: float = 0.95
+    run_dir: Any = None
+    figures: tuple = ()
 
     def summary(self) -> pd.DataFrame:
-        """The headline numbers: see `summarise`."""
-        return summarise(self.table)
+        return summary(self.table, confidence=self.confidence)
 
 
-COLUMNS = (
-    "sweep", "sampler", "seed", "step", "sigma", "metric", "mode", "chain", "coordinate",
-    "value", "error", "ci_low", "ci_high", "count", "n", "reference", "method",
-    "noise_family", "langevin_step_size", "annealed_step_size", "n_levels",
-    "steps_per_level", "langevin_steps", "n_chains", "initial_law",
-)
+class TrainedScore(eqx.Module):
+    """A trained score network with its loss history (the artifact of one seed)."""
 
-
-def _row(**values) -> dict[str, Any]:
-    unknown = set(values) - set(COLUMNS)
-    if unknown:
-        raise KeyError(f"unknown columns {sorted(unknown)}")
-    return {column: values.get(column, math.nan) for column in COLUMNS}
-
-
-def _coordinates(config: Config, sampler: str, **overrides) -> dict[str, Any]:
-    """The swept coordinates that apply to a sampler, with a sweep's overrides."""
-    base: dict[str, Any] = {"n_chains": config.n_chains, "initial_law": config.initial_law.label()}
-    if sampler == "plain":
-        base.update(langevin_step_size=config.langevin_step_size, langevin_steps=config.langevin_steps)
-    elif sampler in ("annealed", "learned"):
-        base.update(
-            noise_family=type(config.noise_family).__name__,
-            annealed_step_size=config.annealed_step_size,
-            n_levels=config.schedule.n_levels,
-            steps_per_level=config.steps_per_level,
-        )
-    base.update(overrides)
-    return base
+    model: eqx.Module
+    steps: jax.Array
+    losses: jax.Array
 
 
 # --------------------------------------------------------------------------------------
-# Keys: one named stream per purpose, so that every cell is reproducible on its own and
-# the samplers of one seed share their initial points (paired comparisons).
-
-_PURPOSES = (
-    "init", "exact", "reference", "plain", "annealed", "learned", "train", "fisher",
-    "kl", "floor", "trajectory",
-)
-
-
-def _keys(seed: int) -> dict[str, jax.Array]:
-    return dict(zip(_PURPOSES, jax.random.split(jax.random.key(seed), len(_PURPOSES))))
-
-
-def _seed_keys(config: Config, purpose: str, salt: int = 0) -> jax.Array:
-    """One key per seed, shape (S,), for `purpose`; `salt` separates sweep values."""
-    return jnp.stack([jax.random.fold_in(_keys(seed)[purpose], salt) for seed in config.seeds])
-
-
-def _initial_points(config: Config, law: AbstractInitialLaw, n: int, target) -> jax.Array:
-    """(S, n, 2) starting points, one set per seed (shared by all samplers of a seed)."""
-    return jnp.stack([law.sample(_keys(seed)["init"], n, target) for seed in config.seeds])
-
-
-# --------------------------------------------------------------------------------------
-# Batched samplers: vmapped over seeds and step sizes, one compilation per shape.
+# Batched samplers: vmapped over seeds only (never over swept values).
 
 
 @eqx.filter_jit
-def _plain_batch(score, x0s, keys, step_sizes, n_steps: int, record_every: int):
-    """Plain Langevin for every (step size, seed): leaves have leading axes (A, S)."""
-
-    def one(alpha, x0, key):
-        return langevin(score, x0, key=key, step_size=alpha, n_steps=n_steps, record_every=record_every)
-
-    over_seeds = jax.vmap(one, in_axes=(None, 0, 0))
-    return jax.vmap(over_seeds, in_axes=(0, None, None))(step_sizes, x0s, keys)
+def _plain(score, x0s, keys, step_size, n_steps: int, record_every: int):
+    """Plain Langevin for every seed: leaves have a leading axis (S,)."""
+    step_size = jnp.asarray(step_size, x0s.dtype)  # traced: one compilation for every alpha
+    return jax.vmap(lambda x0, key: langevin(score, x0, key=key, step_size=step_size, n_steps=n_steps,
+                                             record_every=record_every))(x0s, keys)
 
 
 @eqx.filter_jit
-def _annealed_batch(score, x0s, keys, step_sizes, schedule, steps_per_level: int, record_every: int):
-    """Annealed Langevin for every (eps, seed): leaves have leading axes (E, S)."""
-
-    def one(eps, x0, key):
-        return annealed_langevin(
-            score, x0, key=key, schedule=schedule, step_size=eps,
-            steps_per_level=steps_per_level, record_every=record_every,
-        )
-
-    over_seeds = jax.vmap(one, in_axes=(None, 0, 0))
-    return jax.vmap(over_seeds, in_axes=(0, None, None))(step_sizes, x0s, keys)
+def _annealed(score, x0s, keys, step_size, schedule, steps_per_level: int, record_every: int):
+    """Annealed Langevin for every seed: leaves have a leading axis (S,)."""
+    step_size = jnp.asarray(step_size, x0s.dtype)  # traced: one compilation for every eps
+    return jax.vmap(lambda x0, key: annealed_langevin(score, x0, key=key, schedule=schedule, step_size=step_size,
+                                                      steps_per_level=steps_per_level,
+                                                      record_every=record_every))(x0s, keys)
 
 
-# --------------------------------------------------------------------------------------
-# Metrics of a set of chains.
+class _Sampling:
+    """The key streams and reference quantities of one run, from coordinates only."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.keys = kit.Keys(config.seed)
+        self.target = theory.ncsn_two_modes()
+        self.weights = np.asarray(self.target.weights, np.float64)
+
+    def starts(self, seeds, law: AbstractInitialLaw, n: int) -> jax.Array:
+        """(S, n, 2) starting points; every sampler of a seed starts from the same points."""
+        return jnp.stack([law.sample(self.keys("init", seed=s, initial_law=law.label(), n_chains=n), n, self.target)
+                          for s in seeds])
+
+    def noise(self, seeds, law: AbstractInitialLaw, n: int) -> jax.Array:
+        """(S,) noise keys shared by every sampler of a seed (common random numbers: paired)."""
+        return self.keys.stack("noise", [{"seed": s, "initial_law": law.label(), "n_chains": n} for s in seeds])
+
+    def m(self, n: int) -> int:
+        return min(n, self.config.w1_max_points)
+
+    def reference(self, seed: int, m: int) -> np.ndarray:
+        """(m, 2) float64 exact draws that W1 compares against."""
+        return np.asarray(self.target.sample(self.keys("reference", seed=seed, m=m), m), np.float64)
+
+    def floor(self, m: int) -> theory.Estimate:
+        return _w1_floor(self.config.seed, m, self.config.floor_repeats)
 
 
 @functools.lru_cache(maxsize=None)
-def _w1_floor(m: int, repeats: int, seed: int) -> theory.Estimate:
-    """The W1 sampling floor of the target at sample size m (cached: it is a pure
-    function of its arguments, and every cell of a run reads the same floors)."""
-    key = _keys(seed)["floor"]
+def _w1_floor(root_seed: int, m: int, repeats: int) -> theory.Estimate:
+    """The W1 sampling floor of the target at sample size m (a pure function of its
+    arguments, cached because every cell of a run reads the same floors)."""
+    key = kit.Keys(root_seed)("floor", m=m)
     return theory.sampling_floor(theory.ncsn_two_modes(), m, key=key, repeats=repeats)
 
 
-class _Reference:
-    """Exact target draws per seed and the W1 sampling floor, computed once per size."""
-
-    def __init__(self, config: Config, target, *, floor_seed: int):
-        self.config = config
-        self.target = target
-        self.floor_seed = floor_seed
-        self._draws: dict[int, np.ndarray] = {}
-
-    def points(self, n: int) -> int:
-        return min(n, self.config.w1_max_points)
-
-    def draws(self, n: int) -> np.ndarray:
-        """(S, m, 2) float64 exact draws, m = points(n)."""
-        m = self.points(n)
-        if m not in self._draws:
-            self._draws[m] = np.stack([
-                np.asarray(self.target.sample(_keys(seed)["reference"], m), np.float64)
-                for seed in self.config.seeds
-            ])
-        return self._draws[m]
-
-    def floor(self, n: int) -> theory.Estimate:
-        return _w1_floor(self.points(n), self.config.floor_repeats, self.floor_seed)
+def _finite_or_diverged(points: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(points)):
+        raise kit.Diverged(f"{what}: non-finite chain states")
 
 
 def _chain_rows(
-    config: Config,
-    target,
-    reference: _Reference,
+    sampling: _Sampling,
+    seeds,
     points: np.ndarray,
     *,
-    sweep: str,
+    cell: str,
     sampler: str,
     steps: np.ndarray,
     sigmas: np.ndarray,
     coordinates: dict[str, Any],
-    distribution_steps: Callable[[int], bool],
-    kl_salt: int,
+    distribution_steps,
 ) -> list[dict[str, Any]]:
-    """Rows for chains recorded at several steps: points (S, R, n, 2), steps (R,)."""
-    seeds = config.seeds
+    """Rows for chains recorded at several steps: points (S, R, n, 2), steps (R,).
+
+    Per seed and recorded step: the weight of each mode (Clopper-Pearson over that
+    seed's i.i.d. chains); at `distribution_steps`, the histogram KL and W1 to exact draws.
+    """
+    config = sampling.config
+    _finite_or_diverged(points, f"{sampler} sampler in {cell}")
     n = points.shape[-2]
-    counts = mode_occupancy(target, points)  # (S, R, K)
+    counts = mode_occupancy(sampling.target, points)  # (S, R, K)
+    m = sampling.m(n)
     rows = []
-    weights = np.asarray(TRUE_WEIGHTS)
-    draws = reference.draws(n) if any(distribution_steps(int(s)) for s in steps) else None
-    m = reference.points(n)
     for i, seed in enumerate(seeds):
+        reference = None
         for r, step in enumerate(steps):
             step = int(step)
-            common = dict(sweep=sweep, sampler=sampler, seed=seed, step=step, sigma=float(sigmas[r]), **coordinates)
-            for k, truth in enumerate(TRUE_WEIGHTS):
-                p = binomial_proportion(int(counts[i, r, k]), n, confidence=config.confidence)
-                rows.append(_row(
-                    metric="mode_weight", mode=k, value=p.value, error=p.error, ci_low=p.low,
-                    ci_high=p.high, count=p.count, n=p.n, reference=truth, method=p.method, **common,
-                ))
+            common = dict(sampler=sampler, seed=seed, step=step, sigma=float(sigmas[r]), **coordinates)
+            for k, truth in enumerate(sampling.weights):
+                p = kit.pooled_proportion(int(counts[i, r, k]), n, level=config.confidence)
+                rows.append({**common, "metric": "mode_weight", "mode": k, **p.row(), "count": int(counts[i, r, k]),
+                             "reference": float(truth)})
             if not distribution_steps(step):
                 continue
-            key = jax.random.fold_in(jax.random.fold_in(_keys(seed)["kl"], kl_salt), step)
-            divergence = occupancy_kl(counts[i, r], weights, key=key, n_bootstrap=config.n_bootstrap)
-            rows.append(_row(
-                metric="mode_kl", value=divergence.value, error=divergence.error, n=n,
-                reference=(len(weights) - 1) / (2 * n), method=divergence.method, **common,
-            ))
-            w1 = theory.wasserstein(np.asarray(points[i, r, :m], np.float64), draws[i])
-            floor = reference.floor(n)
-            rows.append(_row(metric="w1", value=w1.value, error=w1.error, n=m, reference=floor.value,
-                             method=w1.method, **common))
-            rows.append(_row(metric="w1_floor", value=floor.value, error=floor.error, n=m,
-                             method=floor.method, **common))
+            key = sampling.keys("kl-bootstrap", cell=cell, sampler=sampler, seed=seed, step=step, **coordinates)
+            kl = occupancy_kl(counts[i, r], sampling.weights, key=key, n_bootstrap=config.n_bootstrap)
+            rows.append({**common, "metric": "mode_kl", "value": kl.value, "error": kl.error, "n": n,
+                         "reference": (len(sampling.weights) - 1) / (2 * n), "method": kl.method})
+            if reference is None:
+                reference = sampling.reference(seed, m)
+            w1 = theory.wasserstein(np.asarray(points[i, r, :m], np.float64), reference)
+            floor = sampling.floor(m)
+            rows.append({**common, "metric": "w1", "value": w1.value, "error": w1.error, "n": m,
+                         "reference": floor.value, "method": w1.method})
+            rows.append({**common, "metric": "w1_floor", "value": floor.value, "error": floor.error, "n": m,
+                         "method": floor.method})
     return rows
 
 
-def _position_rows(points: np.ndarray, *, sweep: str, sampler: str, seed: int, step: int) -> list[dict[str, Any]]:
-    """One row per chain and coordinate of a point cloud (n, 2)."""
-    rows = []
-    for chain, point in enumerate(np.asarray(points, np.float64)):
-        for coordinate, value in enumerate(point):
-            rows.append(_row(sweep=sweep, sampler=sampler, seed=seed, step=step, metric="position",
-                             chain=chain, coordinate=coordinate, value=float(value)))
-    return rows
+def _sample_rows(points: np.ndarray, *, sampler: str, seed: int, step: int) -> list[dict[str, Any]]:
+    """One row per chain of a point cloud (n, 2): metric "sample", columns x, y."""
+    return [{"sweep": "samples", "sampler": sampler, "seed": seed, "step": step, "metric": "sample",
+             "chain": chain, "x": float(x), "y": float(y)}
+            for chain, (x, y) in enumerate(np.asarray(points, np.float64))]
+
+
+def _plain_coords(config: Config, **overrides) -> dict[str, Any]:
+    return {"n_chains": config.n_chains, "initial_law": config.initial_law.label(),
+            "langevin_step_size": config.langevin_step_size, "langevin_steps": config.langevin_steps, **overrides}
+
+
+def _annealed_coords(config: Config, **overrides) -> dict[str, Any]:
+    return {"n_chains": config.n_chains, "initial_law": config.initial_law.label(),
+            "noise_family": type(config.noise_family).__name__, "annealed_step_size": config.annealed_step_size,
+            "n_levels": config.schedule.n_levels, "steps_per_level": config.steps_per_level, **overrides}
+
+
+def _recorded(chains) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, R, n, 2) points, steps (R,), sigmas (R,) of a batch over seeds."""
+    return (np.asarray(chains.trajectory), np.asarray(chains.steps[0]), np.asarray(chains.sigmas[0], np.float64))
 
 
 def _exact_score(config: Config, target) -> ExactNoiseConditionalScore:
     return ExactNoiseConditionalScore(target, config.noise_family)
 
 
-def _all_steps(config: Config, chains) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(S, R, n, 2) points, steps (R,), sigmas (R,) of a batch with a single step size."""
-    return (
-        np.asarray(chains.trajectory[0]),
-        np.asarray(chains.steps[0, 0]),
-        np.asarray(chains.sigmas[0, 0], np.float64),
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Cells.
 
 
-def _baseline_cell(config: Config) -> list[dict[str, Any]]:
-    """Exact draws, plain and annealed Langevin with exact scores, every seed; the
-    final points of the first seed; trajectories from one start point."""
-    target = theory.ncsn_two_modes()
-    reference = _Reference(config, target, floor_seed=config.seeds[0])
-    x0s = _initial_points(config, config.initial_law, config.n_chains, target)
+def _baseline_cell(config: Config, progress: kit.Progress) -> list[dict[str, Any]]:
+    """Exact draws, plain and annealed Langevin with exact scores, every seed, from the
+    same starting points and noise; the final points of seed 0; trajectories."""
+    sampling, seeds = _Sampling(config), config.seeds()
+    target, law, n = sampling.target, config.initial_law, config.n_chains
+    x0s, noise = sampling.starts(seeds, law, n), sampling.noise(seeds, law, n)
     every = lambda step: step % config.w1_every == 0  # noqa: E731
     rows: list[dict[str, Any]] = []
-
-    exact = jnp.stack([target.sample(_keys(seed)["exact"], config.n_chains) for seed in config.seeds])
-    rows += _chain_rows(
-        config, target, reference, np.asarray(exact)[:, None], sweep="baseline", sampler="exact",
-        steps=np.array([0]), sigmas=np.array([np.nan]), coordinates={"n_chains": config.n_chains},
-        distribution_steps=lambda step: True, kl_salt=0,
-    )
-    plain = _plain_batch(ExactScore(target), x0s, _seed_keys(config, "plain"),
-                         jnp.asarray([config.langevin_step_size]), config.langevin_steps, config.record_every)
-    points, steps, sigmas = _all_steps(config, plain)
-    rows += _chain_rows(config, target, reference, points, sweep="baseline", sampler="plain", steps=steps,
-                        sigmas=sigmas, coordinates=_coordinates(config, "plain"), distribution_steps=every, kl_salt=1)
-    annealed = _annealed_batch(_exact_score(config, target), x0s, _seed_keys(config, "annealed"),
-                               jnp.asarray([config.annealed_step_size]), config.schedule,
-                               config.steps_per_level, config.record_every)
-    a_points, a_steps, a_sigmas = _all_steps(config, annealed)
-    rows += _chain_rows(config, target, reference, a_points, sweep="baseline", sampler="annealed", steps=a_steps,
-                        sigmas=a_sigmas, coordinates=_coordinates(config, "annealed"), distribution_steps=every,
-                        kl_salt=2)
-
-    first = config.seeds[0]
-    rows += _position_rows(np.asarray(exact[0]), sweep="samples", sampler="exact", seed=first, step=0)
-    rows += _position_rows(points[0, -1], sweep="samples", sampler="plain", seed=first, step=int(steps[-1]))
-    rows += _position_rows(a_points[0, -1], sweep="samples", sampler="annealed", seed=first, step=int(a_steps[-1]))
-    rows += _trajectory_rows(config, target)
+    with progress.phase("exact draws"):
+        exact = np.stack([np.asarray(target.sample(sampling.keys("exact", seed=s, n_chains=n), n)) for s in seeds])
+        rows += _chain_rows(sampling, seeds, exact[:, None], cell="baseline", sampler="exact", steps=np.array([0]),
+                            sigmas=np.array([np.nan]), coordinates={"n_chains": n}, distribution_steps=lambda s: True)
+    with progress.phase("plain"):
+        plain = _plain(ExactScore(target), x0s, noise, config.langevin_step_size, config.langevin_steps,
+                       config.record_every)
+        points, steps, sigmas = _recorded(plain)
+        rows += _chain_rows(sampling, seeds, points, cell="baseline", sampler="plain", steps=steps, sigmas=sigmas,
+                            coordinates=_plain_coords(config), distribution_steps=every)
+    with progress.phase("annealed"):
+        annealed = _annealed(_exact_score(config, target), x0s, noise, config.annealed_step_size, config.schedule,
+                             config.steps_per_level, config.record_every)
+        a_points, a_steps, a_sigmas = _recorded(annealed)
+        rows += _chain_rows(sampling, seeds, a_points, cell="baseline", sampler="annealed", steps=a_steps,
+                            sigmas=a_sigmas, coordinates=_annealed_coords(config), distribution_steps=every)
+    rows += _sample_rows(exact[0], sampler="exact", seed=seeds[0], step=0)
+    rows += _sample_rows(points[0, -1], sampler="plain", seed=seeds[0], step=int(steps[-1]))
+    rows += _sample_rows(a_points[0, -1], sampler="annealed", seed=seeds[0], step=int(a_steps[-1]))
+    for row in rows:
+        row.setdefault("sweep", "baseline")
+    with progress.phase("trajectories"):
+        rows += _trajectory_rows(config, sampling)
     return rows
 
 
-def _trajectory_rows(config: Config, target) -> list[dict[str, Any]]:
+def _trajectory_rows(config: Config, sampling: _Sampling) -> list[dict[str, Any]]:
     """Chains started at one point (Luo 2022, Fig. 6): every step of the first three, and
-    the fraction of all `trajectory_chains` that end in each mode."""
+    the fraction of all `trajectory_chains` that end in each mode (i.i.d. chains of one
+    exact sampler: Clopper-Pearson)."""
+    target = sampling.target
     start = np.asarray(separatrix_point(target) if config.trajectory_start is None else config.trajectory_start)
     x0 = jnp.broadcast_to(jnp.asarray(start, target.means.dtype), (config.trajectory_chains, DIM))
-    key = _keys(config.seeds[0])["trajectory"]
+    key = sampling.keys("trajectory", x=float(start[0]), y=float(start[1]), n_chains=config.trajectory_chains)
     shown = min(3, config.trajectory_chains)
     runs = {
-        "plain": langevin(ExactScore(target), x0, key=jax.random.fold_in(key, 0), step_size=config.langevin_step_size,
+        "plain": langevin(ExactScore(target), x0, key=key, step_size=config.langevin_step_size,
                           n_steps=config.langevin_steps, record_every=1),
-        "annealed": annealed_langevin(_exact_score(config, target), x0, key=jax.random.fold_in(key, 1),
-                                      schedule=config.schedule, step_size=config.annealed_step_size,
-                                      steps_per_level=config.steps_per_level, record_every=1),
+        "annealed": annealed_langevin(_exact_score(config, target), x0, key=key, schedule=config.schedule,
+                                      step_size=config.annealed_step_size, steps_per_level=config.steps_per_level,
+                                      record_every=1),
     }
     rows = []
     for sampler, chains in runs.items():
         path = np.asarray(chains.trajectory[:, :shown], np.float64)  # (K + 1, shown, 2)
+        _finite_or_diverged(path, f"{sampler} trajectories")
         steps = np.asarray(chains.steps)
         sigmas = np.asarray(chains.sigmas, np.float64)
         for chain in range(shown):
             for r, step in enumerate(steps):
-                for coordinate in range(DIM):
-                    rows.append(_row(sweep="trajectories", sampler=sampler, seed=config.seeds[0], step=int(step),
-                                     sigma=float(sigmas[r]), metric="position", chain=chain,
-                                     coordinate=coordinate, value=float(path[r, chain, coordinate])))
+                rows.append({"sweep": "trajectories", "sampler": sampler, "step": int(step), "sigma": float(sigmas[r]),
+                             "metric": "position", "chain": chain, "x": path[r, chain, 0], "y": path[r, chain, 1]})
         counts = mode_occupancy(target, chains.samples)
-        for k, truth in enumerate(TRUE_WEIGHTS):
-            p = binomial_proportion(int(counts[k]), config.trajectory_chains, confidence=config.confidence)
-            rows.append(_row(sweep="trajectories", sampler=sampler, seed=config.seeds[0], step=int(steps[-1]),
-                             metric="mode_weight", mode=k, value=p.value, error=p.error, ci_low=p.low,
-                             ci_high=p.high, count=p.count, n=p.n, reference=truth,
-                             method=p.method + f"; all chains start at ({start[0]:.4g}, {start[1]:.4g})"))
+        for k, truth in enumerate(sampling.weights):
+            p = kit.pooled_proportion(int(counts[k]), config.trajectory_chains, level=config.confidence)
+            rows.append({"sweep": "trajectories", "sampler": sampler, "step": int(steps[-1]), "metric": "mode_weight",
+                         "mode": k, **p.row(), "count": int(counts[k]), "reference": float(truth),
+                         "interval": p.method + f"; all chains start at ({start[0]:.4g}, {start[1]:.4g})"})
     return rows
 
 
-def _learned_cell(config: Config, seed: int) -> list[dict[str, Any]]:
-    """Train s_theta by DSM on one seed; its Fisher divergence per level; annealed
-    Langevin with it, from the same initial points as the exact-score run."""
+def _network_artifact(config: Config, seed: int) -> kit.Artifact:
+    """The score network of one seed, trained by DSM; raises Diverged if training did."""
+    keys = kit.Keys(config.seed)
     target = theory.ncsn_two_modes()
-    keys = _keys(seed)
+    records = config.training.steps // config.training.record_every
+
+    def build(progress: kit.Progress) -> TrainedScore:
+        model = config.network.build(keys("network-init", seed=seed), DIM)
+        with progress.phase("train network"):
+            trained = train_dsm(model, eqx.Partial(config.noise_family.sample_base, target), config.schedule.sigmas(),
+                                key=keys("dsm-batches", seed=seed), training=config.training)
+            diverged_at = int(trained.diverged_at)
+        if diverged_at >= 0:
+            raise kit.Diverged(f"DSM training of seed {seed} diverged at step {diverged_at} "
+                               f"(lr {config.training.optimiser.learning_rate:g})")
+        leaves = jax.tree.leaves(eqx.filter(trained.model, eqx.is_inexact_array))
+        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves):
+            raise kit.Diverged(f"DSM training of seed {seed}: non-finite parameters")
+        return TrainedScore(model=trained.model, steps=jnp.asarray(trained.steps, jnp.int32),
+                            losses=jnp.asarray(trained.losses, jnp.float32))
+
+    def like() -> TrainedScore:
+        return TrainedScore(model=config.network.build(jax.random.key(0), DIM),
+                            steps=jnp.zeros(records, jnp.int32), losses=jnp.zeros(records, jnp.float32))
+
+    return kit.equinox_artifact(_network_name(seed), build, like, needs=("progress",))
+
+
+def _network_name(seed: int) -> str:
+    return f"score_network_seed={seed}.eqx"
+
+
+def _learned_cell(config: Config, seed: int, progress: kit.Progress, network: TrainedScore) -> list[dict[str, Any]]:
+    """One seed's network: its DSM loss curve, its Fisher divergence per level, and
+    annealed Langevin with it from the baseline's starting points and noise of that seed."""
+    sampling = _Sampling(config)
+    target, training = sampling.target, config.training
     sigmas = config.schedule.sigmas()
-    model = config.network.build(jax.random.fold_in(keys["train"], 0), DIM)
-    trained = train_dsm(
-        model, eqx.Partial(config.noise_family.sample_base, target), sigmas,
-        key=jax.random.fold_in(keys["train"], 1),
-        training=DSMTraining(optimiser=AdamSpec(config.learning_rate), steps=config.train_steps,
-                             batch_size=config.batch_size, record_every=config.loss_record_every),
-    )
-    coordinates = _coordinates(config, "learned")
-    rows = [
-        _row(sweep="learned", sampler="learned", seed=seed, step=int(step), metric="dsm_loss", value=float(loss),
-             method=f"mean sigma^2-weighted DSM loss over {config.loss_record_every} steps "
-                    f"(batch {config.batch_size})", **coordinates)
-        for step, loss in zip(trained.steps, trained.losses)
-    ]
-    for level, sigma in enumerate(sigmas):
-        law = config.noise_family.law(target, float(sigma))
-        key = jax.random.fold_in(keys["fisher"], level)
-        fisher = theory.fisher_divergence(law, score_at_level(trained.model, float(sigma)), key=key,
-                                          method=theory.MonteCarlo(config.fisher_samples))
-        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key,
-                                         method=theory.MonteCarlo(config.fisher_samples))
-        for metric, estimate in (("fisher_divergence", fisher), ("expected_squared_score", scale)):
-            low, high = estimate.interval()
-            rows.append(_row(sweep="learned", sampler="learned", seed=seed, step=level + 1, sigma=float(sigma),
-                             metric=metric, value=estimate.value, error=estimate.error, ci_low=low, ci_high=high,
-                             n=config.fisher_samples, method=estimate.method, **coordinates))
-
-    single = dataclasses.replace(config, seeds=(seed,))
-    reference = _Reference(single, target, floor_seed=config.seeds[0])
-    x0s = _initial_points(single, config.initial_law, config.n_chains, target)
-    chains = _annealed_batch(trained.model, x0s, _seed_keys(single, "learned"),
-                             jnp.asarray([config.annealed_step_size]), config.schedule,
-                             config.steps_per_level, config.record_every)
-    points, steps, chain_sigmas = _all_steps(single, chains)
-    rows += _chain_rows(single, target, reference, points, sweep="baseline", sampler="learned", steps=steps,
-                        sigmas=chain_sigmas, coordinates=coordinates,
-                        distribution_steps=lambda step: step % config.w1_every == 0, kl_salt=3)
-    if seed == config.seeds[0]:
-        rows += _position_rows(points[0, -1], sweep="samples", sampler="learned", seed=seed, step=int(steps[-1]))
+    coordinates = _annealed_coords(config)
+    rows = [{"sweep": "learned", "sampler": "learned", "seed": seed, "step": int(step), "metric": "dsm_loss",
+             "value": float(loss), "method": f"mean sigma^2-weighted DSM loss over {training.record_every} steps "
+                                             f"(batch {training.batch_size})"}
+            for step, loss in zip(np.asarray(network.steps), np.asarray(network.losses))]
+    with progress.phase("fisher"):
+        for level, sigma in enumerate(sigmas):
+            law = config.noise_family.law(target, float(sigma))
+            key = sampling.keys("fisher", seed=seed, sigma=float(sigma))  # shared by both: a paired ratio
+            method = theory.MonteCarlo(config.fisher_samples)
+            fisher = theory.fisher_divergence(law, score_at_level(network.model, float(sigma)), key=key, method=method)
+            scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key, method=method)
+            if not (math.isfinite(fisher.value) and math.isfinite(fisher.error)):
+                raise kit.Diverged(f"seed {seed}: non-finite Fisher divergence at sigma={sigma:.4g}")
+            common = {"sweep": "learned", "sampler": "learned", "seed": seed, "step": level + 1, "sigma": float(sigma),
+                      "n": config.fisher_samples}
+            for metric, estimate in (("fisher_divergence", fisher), ("expected_squared_score", scale)):
+                low, high = estimate.interval()
+                rows.append({**common, "metric": metric, "value": estimate.value, "error": estimate.error,
+                             "ci_low": low, "ci_high": high, "method": estimate.method})
+            rows.append({**common, "metric": "relative_fisher_divergence", "value": fisher.value / scale.value,
+                         "method": "fisher_divergence / expected_squared_score (same draws)"})
+    with progress.phase("annealed, learned score"):
+        law, n = config.initial_law, config.n_chains
+        chains = _annealed(network.model, sampling.starts([seed], law, n), sampling.noise([seed], law, n),
+                           config.annealed_step_size, config.schedule, config.steps_per_level, config.record_every)
+        points, steps, chain_sigmas = _recorded(chains)
+        sampled = _chain_rows(sampling, [seed], points, cell=f"learned_seed={seed}", sampler="learned", steps=steps,
+                              sigmas=chain_sigmas, coordinates=coordinates,
+                              distribution_steps=lambda step: step % config.w1_every == 0)
+    rows += [{**row, "sweep": "baseline"} for row in sampled]
+    if seed == 0:
+        rows += _sample_rows(points[0, -1], sampler="learned", seed=seed, step=int(steps[-1]))
     return rows
 
 
-def _final_only(step: int, last: int) -> bool:
-    return step == last
+def _final_only(last: int):
+    return lambda step: step == last
 
 
-def _step_size_cell(config: Config, sampler: str) -> list[dict[str, Any]]:
-    """Plain alphas or annealed eps values, all at once (vmapped), final metrics per value."""
-    target = theory.ncsn_two_modes()
-    reference = _Reference(config, target, floor_seed=config.seeds[0])
-    x0s = _initial_points(config, config.initial_law, config.n_chains, target)
-    if sampler == "plain":
-        values = config.sweep_langevin_step_sizes
-        chains = _plain_batch(ExactScore(target), x0s, _seed_keys(config, "plain", 1), jnp.asarray(values),
-                              config.langevin_steps, config.record_every)
-        sweep, coordinate = "langevin_step_size", "langevin_step_size"
-    else:
-        values = config.sweep_annealed_step_sizes
-        chains = _annealed_batch(_exact_score(config, target), x0s, _seed_keys(config, "annealed", 1),
-                                 jnp.asarray(values), config.schedule, config.steps_per_level, config.record_every)
-        sweep, coordinate = "annealed_step_size", "annealed_step_size"
-    trajectory = np.asarray(chains.trajectory)  # (A, S, R, n, 2)
-    steps = np.asarray(chains.steps[0, 0])
-    sigmas = np.asarray(chains.sigmas[0, 0], np.float64)
-    rows = []
-    for a, value in enumerate(values):
-        rows += _chain_rows(
-            config, target, reference, trajectory[a], sweep=sweep, sampler=sampler, steps=steps, sigmas=sigmas,
-            coordinates=_coordinates(config, sampler, **{coordinate: float(value)}),
-            distribution_steps=functools.partial(_final_only, last=int(steps[-1])), kl_salt=10 + a,
-        )
-    return rows
+def _plain_cell(config: Config, *, sweep: str, alpha: float | None = None, n_steps: int | None = None):
+    """Plain Langevin with another step size alpha or another chain length K, final metrics."""
+    sampling, seeds = _Sampling(config), config.seeds()
+    alpha = config.langevin_step_size if alpha is None else alpha
+    n_steps = config.langevin_steps if n_steps is None else n_steps
+    law, n = config.initial_law, config.n_chains
+    chains = _plain(ExactScore(sampling.target), sampling.starts(seeds, law, n), sampling.noise(seeds, law, n),
+                    alpha, n_steps, n_steps)
+    points, steps, sigmas = _recorded(chains)
+    return _chain_rows(sampling, seeds, points, cell=sweep, sampler="plain", steps=steps, sigmas=sigmas,
+                       coordinates=_plain_coords(config, langevin_step_size=alpha, langevin_steps=n_steps),
+                       distribution_steps=_final_only(n_steps))
 
 
-def _annealed_shape_cell(config: Config, *, n_levels: int | None = None, steps_per_level: int | None = None):
-    """Annealed Langevin with another L (same end points) or another T."""
-    target = theory.ncsn_two_modes()
-    reference = _Reference(config, target, floor_seed=config.seeds[0])
+def _annealed_cell(config: Config, *, sweep: str, eps: float | None = None, n_levels: int | None = None,
+                   steps_per_level: int | None = None):
+    """Annealed Langevin with another eps, L (same end points) or T; one record per level
+    (the mode weights as the levels go down), metrics of the final state."""
+    sampling, seeds = _Sampling(config), config.seeds()
+    eps = config.annealed_step_size if eps is None else eps
     schedule = config.schedule if n_levels is None else config.schedule.with_levels(n_levels)
     t = config.steps_per_level if steps_per_level is None else steps_per_level
-    total = schedule.n_levels * t
-    record = t  # one record per level: the mode weights as the levels go down
-    x0s = _initial_points(config, config.initial_law, config.n_chains, target)
-    salt = 100 + (n_levels or 0) if steps_per_level is None else 10_000 + steps_per_level
-    chains = _annealed_batch(_exact_score(config, target), x0s, _seed_keys(config, "annealed", salt),
-                             jnp.asarray([config.annealed_step_size]), schedule, t, record)
-    points, steps, sigmas = _all_steps(config, chains)
-    sweep = "n_levels" if steps_per_level is None else "steps_per_level"
-    return _chain_rows(
-        config, target, reference, points, sweep=sweep, sampler="annealed", steps=steps, sigmas=sigmas,
-        coordinates=_coordinates(config, "annealed", n_levels=schedule.n_levels, steps_per_level=t),
-        distribution_steps=functools.partial(_final_only, last=total), kl_salt=salt,
-    )
+    law, n = config.initial_law, config.n_chains
+    chains = _annealed(_exact_score(config, sampling.target), sampling.starts(seeds, law, n),
+                       sampling.noise(seeds, law, n), eps, schedule, t, t)
+    points, steps, sigmas = _recorded(chains)
+    return _chain_rows(sampling, seeds, points, cell=sweep, sampler="annealed", steps=steps, sigmas=sigmas,
+                       coordinates=_annealed_coords(config, annealed_step_size=eps, n_levels=schedule.n_levels,
+                                                    steps_per_level=t),
+                       distribution_steps=_final_only(schedule.n_levels * t))
 
 
-def _chain_length_cell(config: Config) -> list[dict[str, Any]]:
-    """Plain Langevin continued to each length in `sweep_langevin_steps` (one chain per
-    seed and start point, segment after segment), final metrics at each length."""
-    target = theory.ncsn_two_modes()
-    reference = _Reference(config, target, floor_seed=config.seeds[0])
-    x = _initial_points(config, config.initial_law, config.n_chains, target)
-    done = 0
-    rows = []
-    for index, length in enumerate(sorted(config.sweep_langevin_steps)):
-        segment = length - done
-        chains = _plain_batch(ExactScore(target), x, _seed_keys(config, "plain", 1000 + index),
-                              jnp.asarray([config.langevin_step_size]), segment, segment)
-        x = chains.samples[0]
-        done = length
-        rows += _chain_rows(
-            config, target, reference, np.asarray(x)[:, None], sweep="langevin_steps", sampler="plain",
-            steps=np.array([length]), sigmas=np.array([np.nan]),
-            coordinates=_coordinates(config, "plain", langevin_steps=length),
-            distribution_steps=lambda step: True, kl_salt=1000 + index,
-        )
-    return rows
-
-
-def _chains_or_start_cell(config: Config, *, n_chains: int | None = None, law_index: int | None = None):
+def _chains_or_start_cell(config: Config, *, sweep: str, n_chains: int | None = None,
+                          law: AbstractInitialLaw | None = None):
     """Plain and annealed Langevin with another chain count or another initial law."""
-    target = theory.ncsn_two_modes()
-    reference = _Reference(config, target, floor_seed=config.seeds[0])
-    law = config.initial_law if law_index is None else config.sweep_initial_laws[law_index]
+    sampling, seeds = _Sampling(config), config.seeds()
+    law = config.initial_law if law is None else law
     n = config.n_chains if n_chains is None else n_chains
-    x0s = _initial_points(config, law, n, target)
-    sweep = "n_chains" if n_chains is not None else "initial_law"
-    salt = 20_000 + (n_chains if n_chains is not None else 0) + 100_000 * (0 if law_index is None else law_index + 1)
-    coordinates = {"n_chains": n, "initial_law": law.label()}
-    plain = _plain_batch(ExactScore(target), x0s, _seed_keys(config, "plain", salt),
-                         jnp.asarray([config.langevin_step_size]), config.langevin_steps, config.langevin_steps)
-    annealed = _annealed_batch(_exact_score(config, target), x0s, _seed_keys(config, "annealed", salt),
-                               jnp.asarray([config.annealed_step_size]), config.schedule, config.steps_per_level,
-                               config.schedule.n_levels * config.steps_per_level)
+    x0s, noise = sampling.starts(seeds, law, n), sampling.noise(seeds, law, n)
+    total = config.schedule.n_levels * config.steps_per_level
+    runs = {
+        "plain": (_plain(ExactScore(sampling.target), x0s, noise, config.langevin_step_size, config.langevin_steps,
+                         config.langevin_steps), _plain_coords(config, n_chains=n, initial_law=law.label())),
+        "annealed": (_annealed(_exact_score(config, sampling.target), x0s, noise, config.annealed_step_size,
+                               config.schedule, config.steps_per_level, total),
+                     _annealed_coords(config, n_chains=n, initial_law=law.label())),
+    }
     rows = []
-    for sampler, chains in (("plain", plain), ("annealed", annealed)):
-        points, steps, sigmas = _all_steps(config, chains)
-        rows += _chain_rows(
-            config, target, reference, points, sweep=sweep, sampler=sampler, steps=steps, sigmas=sigmas,
-            coordinates=_coordinates(config, sampler, **coordinates),
-            distribution_steps=functools.partial(_final_only, last=int(steps[-1])), kl_salt=salt + len(rows),
-        )
+    for sampler, (chains, coordinates) in runs.items():
+        points, steps, sigmas = _recorded(chains)
+        rows += _chain_rows(sampling, seeds, points, cell=sweep, sampler=sampler, steps=steps, sigmas=sigmas,
+                            coordinates=coordinates, distribution_steps=_final_only(int(steps[-1])))
     return rows
 
 
-def cells(config: Config) -> list[tuple[str, Callable[[], list[dict[str, Any]]]]]:
-    """The study's cells, in order: (cell id, function returning tidy rows)."""
-    result: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-        ("baseline", functools.partial(_baseline_cell, config)),
-    ]
+def _value_id(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _law_id(law: AbstractInitialLaw) -> str:
+    """A filesystem-safe cell id for an initial law, e.g. 'point_-5_-5'."""
+    label = law.label()
+    for old, new in (("(", "_"), (")", ""), (",", "_"), ("[", "_"), ("]", ""), ("^2", ""), (" ", ""), ("N_0", "gauss")):
+        label = label.replace(old, new)
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label).strip("_")
+
+
+def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
+    """The study's cells, in order, and the artifacts (one network per seed) they need."""
+    result = [kit.Cell("baseline", functools.partial(_baseline_cell, config), needs=("progress",),
+                       coords={"sweep": "baseline"})]
+    artifacts = []
     if config.learned:
-        result += [(f"learned_seed={seed}", functools.partial(_learned_cell, config, seed)) for seed in config.seeds]
-    if config.sweep_langevin_step_sizes:
-        result.append(("langevin_step_size", functools.partial(_step_size_cell, config, "plain")))
-    if config.sweep_annealed_step_sizes:
-        result.append(("annealed_step_size", functools.partial(_step_size_cell, config, "annealed")))
-    result += [(f"n_levels={n}", functools.partial(_annealed_shape_cell, config, n_levels=n))
-               for n in config.sweep_n_levels]
-    result += [(f"steps_per_level={t}", functools.partial(_annealed_shape_cell, config, steps_per_level=t))
-               for t in config.sweep_steps_per_level]
-    if config.sweep_langevin_steps:
-        result.append(("langevin_steps", functools.partial(_chain_length_cell, config)))
-    result += [(f"n_chains={n}", functools.partial(_chains_or_start_cell, config, n_chains=n))
-               for n in config.sweep_n_chains]
-    result += [(f"initial_law={i}", functools.partial(_chains_or_start_cell, config, law_index=i))
-               for i in range(len(config.sweep_initial_laws))]
-    return result
+        for seed in config.seeds():
+            artifacts.append(_network_artifact(config, seed))
+            result.append(kit.Cell(
+                f"learned_seed={seed}",
+                lambda progress, seed=seed, **nets: _learned_cell(config, seed, progress, nets[_network_name(seed)]),
+                needs=("progress", _network_name(seed)), coords={"sweep": "learned", "sampler": "learned", "seed": seed},
+            ))
+
+    def sweep(name: str, values, make) -> None:
+        for value in values or ():
+            cell_id = f"{name}={_law_id(value) if name == 'initial_law' else _value_id(value)}"
+            coordinate = value.label() if name == "initial_law" else value
+            result.append(kit.Cell(cell_id, functools.partial(make, config, sweep=name, **{_ARG[name]: value}),
+                                   coords={"sweep": name, name: coordinate}))
+
+    sweep("langevin_step_size", config.sweep_langevin_step_sizes, _plain_cell)
+    sweep("annealed_step_size", config.sweep_annealed_step_sizes, _annealed_cell)
+    sweep("n_levels", config.sweep_n_levels, _annealed_cell)
+    sweep("steps_per_level", config.sweep_steps_per_level, _annealed_cell)
+    sweep("langevin_steps", config.sweep_langevin_steps, _plain_cell)
+    sweep("n_chains", config.sweep_n_chains, _chains_or_start_cell)
+    sweep("initial_law", config.sweep_initial_laws, _chains_or_start_cell)
+    return result, artifacts
+
+
+_ARG = {"langevin_step_size": "alpha", "annealed_step_size": "eps", "n_levels": "n_levels",
+        "steps_per_level": "steps_per_level", "langevin_steps": "n_steps", "n_chains": "n_chains",
+        "initial_law": "law"}
 
 
 # --------------------------------------------------------------------------------------
 # Summary, run, main.
 
 
-def summarise(table: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """Headline numbers of the baseline: per sampler, the final weight of mode (5, 5)
-    pooled over seeds (all chains are independent, so the pooled count is binomial) with
-    its Clopper-Pearson interval, the mean W1 over seeds with its standard error next to
-    the W1 floor, and the histogram KL; plus the learned score's Fisher divergence per
-    level (mean over seeds).
+def _final_heavy_weights(table: pd.DataFrame, sampler: str) -> pd.DataFrame:
+    """Final-step rows of the weight of mode (5, 5) of one baseline sampler, one per seed."""
+    rows = table[(table["sweep"] == "baseline") & (table["sampler"] == sampler)
+                 & (table["metric"] == "mode_weight") & (table["mode"] == HEAVY_MODE)]
+    if rows.empty:
+        return rows
+    return rows[rows["step"] == rows["step"].max()].sort_values("seed")
 
-    Args:
-        table: the study's tidy table.
-        confidence: of the pooled intervals.
+
+def _per_seed(table: pd.DataFrame, sampler: str, metric: str, seeds: list[int]) -> np.ndarray:
+    """Final-step values of one baseline metric per seed, NaN for a seed without one
+    (its network diverged): aligned on `seeds` for paired differences."""
+    if metric == "mode_weight":
+        rows = _final_heavy_weights(table, sampler)
+    else:
+        rows = table[(table["sweep"] == "baseline") & (table["sampler"] == sampler) & (table["metric"] == metric)]
+        rows = rows[rows["step"] == rows["step"].max()] if not rows.empty else rows
+    return rows.set_index("seed")["value"].reindex(seeds).to_numpy(np.float64)
+
+
+def summary(table: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """The headline numbers of the baseline, each a kit interval.
+
+    - weight of (5, 5), exact-score samplers (exact draws, plain, annealed): pooled
+      Clopper-Pearson over every chain of every seed (i.i.d. chains of one fixed sampler);
+    - weight of (5, 5), learned-score annealed: one proportion per network (seed),
+      t-interval over seeds (diverged networks counted);
+    - paired differences by seed: learned minus exact annealed, annealed minus plain;
+    - W1 to exact draws and histogram KL per sampler: t-interval over seeds, beside the
+      W1 sampling floor and the KL floor (K - 1) / 2n;
+    - the learned score's Fisher divergence relative to E||grad log p_sigma||^2 per
+      level: t-interval over seeds.
 
     Returns:
-        A DataFrame with one row per (quantity, sampler or level).
+        One row per quantity: quantity, sampler, sigma, text (the interval as printed),
+        value, error, ci_low, ci_high, n, n_diverged, reference.
     """
     out = []
-    baseline = table[table["sweep"] == "baseline"]
-    for sampler, rows in baseline.groupby("sampler", sort=False):
-        last = rows[rows["step"] == rows["step"].max()]
-        weight = last[(last["metric"] == "mode_weight") & (last["mode"] == 0)]
-        pooled = binomial_proportion(int(weight["count"].sum()), int(weight["n"].sum()), confidence=confidence)
-        out.append({"quantity": "weight of mode (5,5)", "sampler": sampler, "sigma": math.nan,
-                    "value": pooled.value, "error": pooled.error, "ci_low": pooled.low, "ci_high": pooled.high,
-                    "reference": TRUE_WEIGHTS[0], "seeds": len(weight)})
-        for metric, label in (("w1", "W1 to exact draws"), ("mode_kl", "KL(mode histogram || weights)")):
-            values = last[last["metric"] == metric]
-            if values.empty:
+
+    def add(quantity: str, sampler: str, interval: kit.Interval, reference: float = math.nan, sigma=math.nan):
+        out.append({"quantity": quantity, "sampler": sampler, "sigma": sigma, "text": str(interval),
+                    **interval.row(), "reference": reference})
+
+    if "sweep" not in table.columns:
+        return pd.DataFrame(out)
+    seeds = sorted(int(s) for s in table.loc[table["sweep"] == "baseline", "seed"].dropna().unique())
+    learned_seeds: list[int] = []
+    learned_cells = table[table["sweep"] == "learned"]
+    for sampler in ("exact", "plain", "annealed"):
+        rows = _final_heavy_weights(table, sampler)
+        if len(rows):
+            add("weight of (5,5)", sampler,
+                kit.pooled_proportion(int(rows["count"].sum()), int(rows["n"].sum()), level=confidence), 0.8)
+    if len(learned_cells):
+        learned_seeds = sorted(int(s) for s in learned_cells["seed"].dropna().unique())
+        add("weight of (5,5)", "learned",
+            kit.over_replicates(_per_seed(table, "learned", "mode_weight", learned_seeds), level=confidence), 0.8)
+        add("learned minus exact annealed weight", "learned - annealed",
+            kit.paired_difference(_per_seed(table, "learned", "mode_weight", learned_seeds),
+                                  _per_seed(table, "annealed", "mode_weight", learned_seeds), level=confidence), 0.0)
+    if len(_final_heavy_weights(table, "plain")) and len(_final_heavy_weights(table, "annealed")):
+        add("annealed minus plain weight", "annealed - plain",
+            kit.paired_difference(_per_seed(table, "annealed", "mode_weight", seeds),
+                                  _per_seed(table, "plain", "mode_weight", seeds), level=confidence))
+    for metric, label in (("w1", "W1 to exact draws"), ("mode_kl", "KL(mode histogram || weights)")):
+        for sampler in ("exact", "plain", "annealed", "learned"):
+            rows = table[(table["sweep"] == "baseline") & (table["sampler"] == sampler) & (table["metric"] == metric)]
+            if rows.empty:
                 continue
-            error = values["value"].std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-            reference = values["reference"].mean()
-            out.append({"quantity": label, "sampler": sampler, "sigma": math.nan, "value": values["value"].mean(),
-                        "error": error, "ci_low": math.nan, "ci_high": math.nan, "reference": reference,
-                        "seeds": len(values)})
-    fisher = table[(table["sweep"] == "learned") & (table["metric"] == "fisher_divergence")]
-    scale = table[(table["sweep"] == "learned") & (table["metric"] == "expected_squared_score")]
-    for sigma, rows in fisher.groupby("sigma", sort=False):
-        norm = scale[scale["sigma"] == sigma]["value"].mean()
-        error = math.sqrt((rows["error"] ** 2).sum()) / len(rows)
-        out.append({"quantity": "Fisher divergence of learned score", "sampler": "learned", "sigma": sigma,
-                    "value": rows["value"].mean(), "error": error, "ci_low": math.nan, "ci_high": math.nan,
-                    "reference": norm, "seeds": len(rows)})
+            these = learned_seeds if sampler == "learned" else seeds
+            last = rows[rows["step"] == rows["step"].max()]
+            add(label, sampler, kit.over_replicates(_per_seed(table, sampler, metric, these), level=confidence),
+                float(last["reference"].mean()))
+    relative = learned_cells[learned_cells["metric"] == "relative_fisher_divergence"]
+    for sigma, rows in relative.groupby("sigma", sort=False):
+        values = rows.set_index("seed")["value"].reindex(learned_seeds).to_numpy(np.float64)
+        add("relative Fisher divergence", "learned", kit.over_replicates(values, level=confidence), sigma=float(sigma))
     return pd.DataFrame(out)
 
 
-def _format_summary(summary: pd.DataFrame) -> str:
-    lines = []
-    for _, row in summary.iterrows():
-        if row["quantity"].startswith("weight"):
-            lines.append(f"  {row['sampler']:>8}: weight of (5,5) = {row['value']:.3f} "
-                         f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] (truth {row['reference']:.1f})")
-        elif row["quantity"].startswith("W1"):
-            lines.append(f"  {row['sampler']:>8}: W1 = {row['value']:.3f} +- {row['error']:.3f} "
-                         f"(floor {row['reference']:.3f})")
-        elif row["quantity"].startswith("KL"):
-            lines.append(f"  {row['sampler']:>8}: KL(histogram) = {row['value']:.2e} "
-                         f"(exact-sampler floor {row['reference']:.1e})")
-        else:
-            lines.append(f"  sigma={row['sigma']:7.3f}: Fisher divergence = {row['value']:.3g} +- "
-                         f"{row['error']:.2g} (E|score|^2 = {row['reference']:.3g})")
-    return "\n".join(lines)
-
-
-def run(config: Config, store: ResultStore | None = None) -> Results:
-    """Run every cell not yet saved, draw the figures (when saving), return the table.
-
-    Args:
-        config: a validated `Config`.
-        store: where to save and resume; None keeps everything in memory (no figures).
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+    """Run every cell not yet saved (resumable), draw the figures when saving.
 
     Returns:
-        `Results` with the tidy table of all cells.
+        `Results` with the tidy table of every done cell.
     """
-    table = run_cells(store, cells(config))
-    summary = summarise(table, confidence=config.confidence)
-    print("headline (baseline, final step):\n" + _format_summary(summary), file=sys.stderr, flush=True)
-    run_dir = None
-    if store is not None:
-        # Imported here so that importing the study never imports matplotlib.
-        from figures.langevin_mixing import draw
+    runtime = runtime or kit.Runtime()
+    study_cells, artifacts = cells(config)
+    table = kit.run_cells(store, study_cells, artifacts=artifacts,
+                          process_index=runtime.process_index, process_count=runtime.process_count)
+    figures: tuple = ()
+    if store is not None and config.draw_figures:
+        from figures.langevin_mixing import draw  # lazy: studies never import matplotlib themselves
 
-        run_dir = store.run_dir
-        for path in draw(run_dir):
-            print(f"figure: {path}", file=sys.stderr, flush=True)
-    return Results(table=table, run_dir=run_dir)
+        figures = tuple(draw(store.run_dir))
+    return Results(table=table, confidence=config.confidence,
+                   run_dir=None if store is None else store.run_dir, figures=figures)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line into a Config and run it."""
-    invocation = parse_config(Config, PRESETS, argv, default_preset="ncsn-code")
-    run(invocation.config, invocation.open_store())
+    started = time.perf_counter()
+    results = kit.main(run, Config, PRESETS, argv)
+    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
+    for path in results.figures:
+        print(f"figure: {path}")
+    table = results.summary()
+    if table.empty:
+        return
+    diverged = results.table[results.table["metric"] == "diverged"]
+    print("\nHeadline (baseline, final step). Exact-score weights: Clopper-Pearson pooled over every chain of "
+          "every seed; learned-score numbers and differences: mean ± s.e. [t-interval] over seeds (networks), "
+          "paired by seed (same starts, same noise).")
+    with pd.option_context("display.width", 160, "display.max_colwidth", 70):
+        shown = table[["quantity", "sampler", "sigma", "text", "reference"]].copy()
+        shown["sigma"] = shown["sigma"].map(lambda s: "" if not math.isfinite(s) else f"{s:.3g}")
+        shown["reference"] = shown["reference"].map(lambda r: "" if not math.isfinite(r) else f"{r:.3g}")
+        print(shown.to_string(index=False))
+    if len(diverged):
+        print(f"\n{len(diverged)} cell(s) diverged: " + "; ".join(diverged["reason"].astype(str)))
 
 
 if __name__ == "__main__":

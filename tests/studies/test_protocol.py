@@ -52,7 +52,38 @@ def _wgan() -> Case:
     )
 
 
-CASES = {"wgan_capacity": _wgan}
+def _langevin() -> Case:
+    study = importlib.import_module("studies.langevin_mixing")
+    tiny = dataclasses.replace(study.PRESETS["smoke"], n_chains=24, sweep_n_chains=None, sweep_steps_per_level=None,
+                               sweep_annealed_step_sizes=None, sweep_langevin_steps=None, draw_figures=True)
+    return Case(
+        module="langevin_mixing",
+        tiny=tiny,
+        # Drop a step size, the L sweep and the learned score: the remaining cells are unchanged.
+        subsweep=dataclasses.replace(tiny, learned=False, sweep_langevin_step_sizes=(0.3,), sweep_n_levels=None),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--sweep-langevin-step-sizes", "0.1,0.1"), "sweep_langevin_step_sizes must not repeat values"),
+            (("--sweep-initial-laws", "target;target"), "initial laws must not repeat"),
+            (("--training", "lr=1e300"), "representable in float32"),
+            (("--training", "lr=1e6,steps=10001"), "record_every must divide steps=10001"),
+            (("--training", "speed=3"), "speed=3"),
+            (("--n-chains", "0"), "n_chains must be >= 1, got 0"),
+            (("--n-seeds", "1000"), "n_seeds must be <= 64"),
+            (("--langevin-step-size", "4.5"), "makes plain Langevin diverge"),
+            (("--annealed-step-size", "nan"), "annealed_step_size must be finite"),
+            (("--annealed-step-size", "1e300"), "representable in float32"),
+            (("--schedule", "cosine:1,2,3"), "cosine:1,2,3"),
+            (("--schedule", "geometric:1e30,1,10"), "schedule sigma_max must be in [0.0001, 10000]"),
+            (("--record-every", "30"), "record_every must divide langevin_steps=1000, got 30"),
+            (("--network", "100000,2,5"), "network width must be an integer <= 4096"),
+            (("--seed", "99999999999999999999"), "seed must be <="),
+            (("--preset", "ncsn-paper", "--annealed-step-size", "0.1"), "makes annealed Langevin diverge at level 1"),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
