@@ -2,8 +2,8 @@
 
     python -m figures.reverse_diffusion results/reverse_diffusion/quick
 
-Reads ``results.csv`` and ``config.json`` of a run directory and writes, under
-``<run>/figures/`` (PDF and PNG):
+Reads the verified cells and ``config.json`` of a run directory (``kit.load_run``; the
+target is rebuilt from the saved config) and writes, under ``<run>/figures/`` (PDF and PNG):
 
 - ``reverse_diffusion_w1_vs_nfe``: W1 to fresh target draws against the number of
   score evaluations, one panel per sampler, exact score (solid) and learned score
@@ -19,20 +19,27 @@ Reads ``results.csv`` and ``config.json`` of a run directory and writes, under
 - ``reverse_diffusion_fisher``: the learned score's Fisher divergence along t next to
   E ||grad log p_t||^2, its epsilon-space version s(t)^2 F(t), and the training loss.
 - ``reverse_diffusion_cost``: wall time per run against NFE.
+- ``reverse_diffusion_kl``: KL(q_ODE || p_t_end) of the probability-flow ODE samplers against
+  NFE (exact and learned score, mean +- 1 s.e. over seeds), beside the score-error bound on
+  the reverse SDE's KL (Song et al. 2021, Thm. 1) of the learned score.
+- ``reverse_diffusion_convergence``: |spread error| (exact score) against the step size,
+  log-log, with the order fitted per seed over the resolved budgets.
+
+Every interval is kit.over_replicates over seeds (diverged seeds counted).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 
+import theory
+from figures.command import NothingToDrawError, figure_main
 from figures.style import apply_style, save_figure
+from studies import kit
 
 import matplotlib.pyplot as plt  # noqa: E402  (figures.style selects the Agg backend first)
 
@@ -63,11 +70,14 @@ def _samplers(table: pd.DataFrame) -> list[str]:
 
 
 def _by_budget(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds at each budget, with its standard error (NaN for one seed)."""
-    grouped = rows.groupby("setting").agg(nfe=("nfe", "mean"), value=("value", "mean"), sd=("value", "std"),
-                                          k=("value", "size"))
-    grouped["se"] = grouped["sd"] / np.sqrt(grouped["k"])
-    return grouped.sort_values("nfe")
+    """kit.over_replicates over seeds at each budget: nfe, value, se (NaN for one seed)."""
+    out = []
+    for setting, group in rows.groupby("setting"):
+        interval = kit.over_replicates(group["value"].to_numpy())
+        out.append({"setting": setting, "nfe": float(group["nfe"].mean()), "value": interval.value,
+                    "se": interval.error, "n_diverged": interval.n_diverged})
+    return pd.DataFrame(out).set_index("setting").sort_values("nfe") if out else pd.DataFrame(
+        columns=["nfe", "value", "se", "n_diverged"])
 
 
 def _floor(table: pd.DataFrame) -> tuple[float, float]:
@@ -100,7 +110,7 @@ def _w1_vs_nfe(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
             if rows.empty:
                 continue
             stats = _by_budget(rows)
-            ax.errorbar(stats["nfe"], stats["value"], yerr=stats["se"].fillna(0.0), color=colour, markersize=3.5,
+            ax.errorbar(stats["nfe"], stats["value"], yerr=stats["se"].astype(float).fillna(0.0), color=colour, markersize=3.5,
                         capsize=2, label=f"{kind} score", **style)
         ax.set_title(_title(sampler), fontsize=9)
         ax.set_xscale("log")
@@ -151,16 +161,13 @@ def _modes(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _density_grid(config: dict, lim: float = 4.0, n: int = 200):
-    """The target's density on a grid, from the named target in config.json."""
-    from theory.targets import GRID_MEANS, GRID_VARIANCE
-
-    means = np.asarray(GRID_MEANS[config["grid_modes"]])
+    """The target's density on a grid, the target rebuilt from the saved config."""
+    target = theory.gaussian_grid(int(config["grid_modes"]))
     xs = np.linspace(-lim, lim, n)
     xx, yy = np.meshgrid(xs, xs)
-    density = np.zeros_like(xx)
-    for mean in means:
-        density += np.exp(-((xx - mean[0]) ** 2 + (yy - mean[1]) ** 2) / (2 * GRID_VARIANCE))
-    return xx, yy, density / (2 * math.pi * GRID_VARIANCE * len(means))
+    points = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    density = np.exp(np.asarray(target.log_prob(points), np.float64)).reshape(xx.shape)
+    return xx, yy, density
 
 
 def _points(rows: pd.DataFrame) -> np.ndarray:
@@ -236,16 +243,23 @@ def _trajectories(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[
     return save_figure(fig, out / "reverse_diffusion_trajectories")
 
 
+def _over_seeds(rows: pd.DataFrame, by: str) -> pd.DataFrame:
+    """kit.over_replicates over seeds at each value of `by`: columns by, value, error."""
+    out = [{by: key, "value": i.value, "error": i.error if math.isfinite(i.error) else 0.0}
+           for key, group in rows.groupby(by) for i in [kit.over_replicates(group["value"].to_numpy())]]
+    return pd.DataFrame(out, columns=[by, "value", "error"]).sort_values(by)
+
+
 def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
-    fisher = table[table["metric"] == "fisher_divergence"].sort_values("t")
-    loss = table[table["metric"] == "train_loss"].sort_values("step")
+    fisher = _over_seeds(table[table["metric"] == "fisher_divergence"], "t")
+    loss = _over_seeds(table[table["metric"] == "train_loss"], "step")
     if fisher.empty and loss.empty:
         return []
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.6))
     if not fisher.empty:
-        left.errorbar(fisher["t"], fisher["value"], yerr=1.96 * fisher["error"], marker="o", markersize=3,
-                      capsize=2, label="F(t) = E||s_theta - grad log p_t||^2")
-        moment = table[table["metric"] == "score_second_moment"].sort_values("t")
+        left.errorbar(fisher["t"], fisher["value"], yerr=fisher["error"], marker="o", markersize=3,
+                      capsize=2, label="F(t) = E||s_theta - grad log p_t||^2 (±1 s.e. over seeds)")
+        moment = _over_seeds(table[table["metric"] == "score_second_moment"], "t")
         left.plot(moment["t"], moment["value"], color="0.4", linestyle=":", marker=".",
                   label="E||grad log p_t||^2 (scale)")
         left.set_xscale("log")
@@ -253,25 +267,41 @@ def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
         left.set_xlabel("t")
         left.legend(fontsize=7, frameon=False)
         left.set_title("learned score vs exact score", fontsize=9)
-        epsilon = table[table["metric"] == "epsilon_error"].sort_values("t")
-        middle.errorbar(epsilon["t"], epsilon["value"], yerr=1.96 * epsilon["error"], marker="o", markersize=3,
+        epsilon = _over_seeds(table[table["metric"] == "epsilon_error"], "t")
+        middle.errorbar(epsilon["t"], epsilon["value"], yerr=epsilon["error"], marker="o", markersize=3,
                         capsize=2, color="C2")
         middle.set_xscale("log")
         middle.set_yscale("log")
         middle.set_xlabel("t")
         middle.set_title("s(t)^2 F(t) = E||eps_theta - eps*||^2", fontsize=9)
     if not loss.empty:
-        right.plot(loss["step"], loss["value"], color="C1")
+        right.errorbar(loss["step"], loss["value"], yerr=loss["error"], color="C1")
         right.set_xlabel("training step")
-        right.set_title("simple loss (block means)", fontsize=9)
+        right.set_yscale("log")
+        right.set_title("simple loss (block means, mean ± s.e. over seeds)", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out / "reverse_diffusion_fisher")
 
 
-def _cost(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
-    rows = table[table["metric"] == "wall_time_s"]
-    if rows.empty:
+def _cost(table: pd.DataFrame, records: dict, out: pathlib.Path) -> list[pathlib.Path]:
+    """Wall time per budget from the cells' records (phase "sample setting=S"), against NFE."""
+    w1 = table[table["metric"] == "w1"]
+    rows = []
+    for cell_id, record in records.items():
+        if not cell_id.startswith("sampler="):
+            continue
+        for phase, seconds in record.get("phases_s", {}).items():
+            if not phase.startswith("sample setting="):
+                continue
+            setting = float(phase.split("=", 1)[1])
+            match = w1[(w1["setting"] == setting) & (cell_id == "sampler=" + w1["sampler"] + "_score=" + w1["score"]
+                                                       + "_seed=" + w1["seed"].astype(int).astype(str))]
+            if len(match):
+                rows.append({"sampler": match["sampler"].iloc[0], "score": match["score"].iloc[0], "setting": setting,
+                             "nfe": float(match["nfe"].iloc[0]), "value": seconds})
+    if not rows:
         return []
+    rows = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, sampler in enumerate(dict.fromkeys(rows["sampler"])):
         for kind, style in _KINDS.items():
@@ -285,51 +315,101 @@ def _cost(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     ax.set_yscale("log")
     ax.set_xlabel("score evaluations (NFE)")
     ax.set_ylabel("wall time per run (s)")
-    n = int(rows["n"].iloc[0]) if "n" in rows and len(rows) else 0
-    ax.set_title(f"{n} samples, after compilation (solid exact, dashed learned)", fontsize=8)
+    ax.set_title("sampling only, after compilation (solid exact, dashed learned)", fontsize=8)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return save_figure(fig, out / "reverse_diffusion_cost")
+
+
+def _kl(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+    kl = table[table["metric"] == "kl_model_target"]
+    if kl.empty:
+        return []
+    samplers = list(dict.fromkeys(kl["sampler"]))
+    fig, axes = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers), 3.2), squeeze=False, sharey=True)
+    bound = table[(table["metric"] == "score_error_bound") & (table["score"] == "learned")]
+    for ax, sampler in zip(axes[0], samplers):
+        for colour, (kind, style) in zip(("C0", "C3"), _KINDS.items()):
+            rows = kl[(kl["sampler"] == sampler) & (kl["score"] == kind)]
+            if rows.empty:
+                continue
+            stats = _by_budget(rows)
+            # |KL| on a log axis: at coarse steps the discretised log-density can make the
+            # estimate negative; open markers show those budgets.
+            ax.errorbar(stats["nfe"], stats["value"].abs(), yerr=stats["se"].astype(float).fillna(0.0), color=colour,
+                        markersize=3.5, capsize=2, label=f"{kind} score", **style)
+        if len(bound):
+            interval = kit.over_replicates(bound["value"].to_numpy())
+            ax.axhline(interval.value, color="C2", linestyle=":", label="SDE bound, learned (Song et al. Thm. 1)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(_title(sampler), fontsize=9)
+        ax.set_xlabel("score evaluations (NFE)")
+    axes[0][0].set_ylabel("|KL(q_ODE || p_t_end)| (nats)")
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.suptitle("KL of the probability-flow ODE sampler's law to the noised target, mean ± 1 s.e. over seeds", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out / "reverse_diffusion_kl")
+
+
+def _convergence(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+    rows = table[(table["metric"] == "spread_error") & (table["score"] == "exact")]
+    rows = rows[~rows["sampler"].str.endswith("_adaptive")]
+    if rows.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(5.8, 4.0))
+    for i, sampler in enumerate(dict.fromkeys(rows["sampler"])):
+        stats = _by_budget(rows[rows["sampler"] == sampler])
+        h = 1.0 / stats.index.to_numpy(dtype=float)  # step size as a fraction of the interval
+        ax.errorbar(h, stats["value"].abs(), yerr=stats["se"].astype(float).fillna(0.0), color=f"C{i % 10}", marker="o",
+                    markersize=3, capsize=2, label=_title(sampler))
+    errors = rows.groupby(["sampler", "setting"])["error"].apply(lambda e: float(np.sqrt(np.sum(e**2)) / len(e)))
+    if len(errors) and np.isfinite(errors.median()):
+        # Below this the error is not resolved: the Monte Carlo error of the mean over seeds.
+        ax.axhline(float(errors.median()), color="0.4", linestyle=":", linewidth=1,
+                   label="Monte Carlo error of the mean (pooled)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step size h (fraction of the time interval)")
+    ax.set_ylabel("|spread error| (exact score)")
+    ax.set_title("mean ||x - m_k(x)||^2 minus its exact value, mean ± 1 s.e. over seeds", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, out / "reverse_diffusion_convergence")
 
 
 def draw(run_dir: str | pathlib.Path) -> list[pathlib.Path]:
     """Draw every figure of a saved run into ``<run_dir>/figures``.
 
     Args:
-        run_dir: a run directory holding ``results.csv`` and ``config.json``.
+        run_dir: a run directory of this study (verified cells and config.json).
 
     Returns:
         The paths written (PDF and PNG of each figure).
+
+    Raises:
+        NothingToDrawError: if no sampler cell is saved yet.
     """
-    run_dir = pathlib.Path(run_dir)
-    results = run_dir / "results.csv"
-    if not results.exists():
-        raise FileNotFoundError(f"run_dir must hold results.csv, got {run_dir}")
-    table = pd.read_csv(results, low_memory=False)
-    config = json.loads((run_dir / "config.json").read_text())
-    out = run_dir / "figures"
+    run = kit.load_run(run_dir, study="reverse_diffusion")
+    table = run.table
+    if not (table["metric"] == "w1").any():
+        raise NothingToDrawError(f"{run.run_dir} holds no sampler cell yet (only {sorted(run.records)}): nothing to draw")
+    out = run.run_dir / "figures"
     apply_style()
     paths: list[pathlib.Path] = []
     paths += _w1_vs_nfe(table, out)
     paths += _modes(table, out)
-    paths += _samples(table, config, out)
-    paths += _trajectories(table, config, out)
+    paths += _samples(table, run.config, out)
+    paths += _trajectories(table, run.config, out)
     paths += _fisher(table, out)
-    paths += _cost(table, out)
+    paths += _cost(table, run.records, out)
+    paths += _kl(table, out)
+    paths += _convergence(table, out)
     return paths
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m figures.reverse_diffusion", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=pathlib.Path, help="a run directory, e.g. results/reverse_diffusion/quick")
-    arguments = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        paths = draw(arguments.run_dir)
-    except FileNotFoundError as error:
-        parser.error(str(error))
-    for path in paths:
-        print(path)
+    figure_main(draw, prog="python -m figures.reverse_diffusion", description=__doc__, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,49 @@
 """Reverse diffusion on a Gaussian grid: score error vs discretisation error, sampler by sampler.
 
 On the equal-weight grid of K Gaussians N(m_k, 0.1 I) in R^2 (theory.gaussian_grid) the
-score of every noised marginal p_t is exact, so each sampler can be run twice from the
-same prior draws and the same noise: once with the exact score, once with a learned
-noise predictor eps_theta(x, t) (an MLP trained by Ho et al.'s simple loss). Then
+score of every noised marginal p_t is exact, so each sampler is run twice from the same
+prior draws and the same noise: once with the exact score, once with a learned noise
+predictor eps_theta(x, t) (an MLP trained by Ho et al.'s simple loss, one network per
+seed). Because the lab knows the target's density and can compute an ODE sampler's, it
+measures, besides W1:
 
-- W1(exact, NFE) - W1 floor          = the discretisation error of the sampler at that NFE,
-- W1(learned, large NFE) - W1(exact, large NFE) = the error due to the learned score,
+- ``kl_model_target``: KL(q_ODE || p_{t_end}) = E_q[log q - log p] of the probability-flow
+  ODE samplers, the sampler's log-density solved with its own solver and budget
+  (theory.ode_likelihood, exact trace, float64), with its Monte Carlo standard error; the
+  reference is the noised target p_{t_end} = sde.noised_target(target, t_end) at the
+  sampler's end time, not p_0 (with the exact score the ODE carries the prior to p_{t_end};
+  the only remaining term is KL(prior || p_T), ~1e-4 nats for the VP SDE here).
+- ``kl_target_model`` and ``cross_entropy``: KL(p_{t_end} || q_ODE) = E_p[log p - log q]
+  and E_p[-log q] from target draws, at each ODE sampler's finest budget.
+- ``score_error_bound``: Song et al. (2021, Thm. 1) KL(p_{t_end} || q_SDE) <= KL(p_T || prior)
+  + 1/2 int g^2 E||s_theta - grad log p_t||^2 dt, evaluated with the exact marginals.
+- ``spread_error``: the mean squared distance of the points to their nearest mode's mean
+  minus its exact value under p_{t_end} (from 10^6 exact draws): a low-variance metric with
+  exact ground truth for every sampler, stochastic ones included; its log-log slope
+  against the step size, fitted per seed, is the sampler's measured convergence order.
+- ``w1`` against ``w1_floor`` (exact OT between n points and n fresh target draws; the
+  floor is W1 between two target samples), mode weights, mass near the modes, wall time
+  per budget (in each cell's record, phase "sample setting=S"),
+  the learned score's Fisher divergence along t, and reverse trajectories.
 
-where W1 is the exact optimal-transport distance between the n generated points and n
-fresh target draws and the floor is W1 between two independent n-samples of the target
-(what a perfect sampler scores). Samplers: the reverse-time SDE with Euler-Maruyama and
-with ShARK (strong order 1.5 for additive noise), the probability-flow ODE with fixed-step
-Euler and Heun and with adaptive Tsit5 under a PID controller (its NFE is an outcome),
-DDPM ancestral sampling and DDIM (eta = 0) on evenly respaced steps of the T = 1000 chain.
-All continuous samplers use the VP SDE (beta 0.1 -> 20) from t = 1 to t = 1e-3; the
-discrete ones its DDPM discretisation (linear betas 1e-4 -> 0.02), which reads the same
-network through `theory.diffusion_samplers.DiscreteEpsilon`.
+Samplers: the reverse-time SDE with Euler-Maruyama and ShARK, the probability-flow ODE
+with fixed-step Euler and Heun and with adaptive Tsit5 (PID controller, its NFE is an
+outcome), DDPM ancestral sampling and DDIM (eta = 0) on respaced steps of the T = 1000
+chain (linear betas 1e-4 -> 0.02, reading the same network through
+`theory.diffusion_samplers.DiscreteEpsilon`). Continuous samplers use the VP SDE
+(beta 0.1 -> 20) from t = 1 to t_end = 1e-3.
 
-Also measured: the weight of each mode (nearest-mode assignment) and its total-variation
-distance to the true weights, the fraction of points within 3 standard deviations of
-some mode, the wall time per run, the learned score's Fisher divergence to the exact
-score at a grid of times t, and whole reverse trajectories of the ODE and the SDE from
-the same prior points. Protocol: shared/reference/protocols.md, "Diffusion and score SDEs".
+Cells: ``floor``; per seed ``training_seed=S``, ``fisher_seed=S`` (Fisher divergence and
+the bound), ``sampler=LABEL_score=KIND_seed=S`` (every budget of one sampler, one score,
+one seed) and ``trajectories``. Keys come from coordinates only (kit.Keys), so removing a
+sampler or a seed leaves every other cell bit-identical. The network of seed S is the
+artifact ``network_seed=S`` (saved with its checksum); a diverged training (non-finite
+loss or weights, or a final loss above DIVERGED_LOSS) is recorded as diverged, and so are
+the cells that need it, while the exact-score cells still run. A sampler whose solver
+fails (diffrax's max-steps error) or returns non-finite or exploded samples is diverged.
+Protocol: shared/reference/protocols.md, "Diffusion and score SDEs".
 
-    python -m studies.reverse_diffusion                  # quick preset: 2m41s on 2 CPU cores (measured)
+    python -m studies.reverse_diffusion                  # quick preset: 51 cells, ~4 min CPU time (measured)
     python -m studies.reverse_diffusion --preset paper
     python -m figures.reverse_diffusion results/reverse_diffusion/quick
 """
@@ -34,11 +53,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import pathlib
-import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import diffrax
@@ -51,7 +66,8 @@ import pandas as pd
 import theory
 from models.epsilon_network import EpsilonMLP, EpsilonNetwork, EpsilonTraining, train_epsilon_network
 from models.training import EMA, AdamSpec
-from studies.pipeline import Progress, ResultStore, config_field, parse_config, run_cells
+from studies import kit
+from studies.kit import config_field
 from theory.ddpm import AbstractBetaSchedule, CosineBetaSchedule, ExactEpsilon, LinearBetaSchedule
 from theory.diffusion_samplers import (
     AbstractDiffusionSampler,
@@ -68,8 +84,12 @@ from theory.diffusion_samplers import (
     probability_flow_trajectories,
     reverse_sde_trajectories,
 )
+from theory.estimate import monte_carlo_mean
+from theory.integrate import MonteCarlo
 from theory.modes import mode_statistics
+from theory.ode_likelihood import AdaptiveSteps, ExactTrace, FixedSteps, flow_kl, flow_log_density, probability_flow_model, score_error_kl_bound
 from theory.sde import VESDE, VPSDE, AbstractSDE, ExactMarginalScore, SubVPSDE
+from theory.validation import check_count
 
 __all__ = [
     "Config",
@@ -77,19 +97,45 @@ __all__ = [
     "Results",
     "SAMPLERS",
     "cells",
+    "convergence_orders",
     "main",
+    "parse_samplers",
+    "parse_training",
     "run",
+    "sampler_label",
+    "sampler_settings",
     "summarise",
 ]
 
 STUDY = "reverse_diffusion"
 DIM = 2
-NETWORK_FILE = "epsilon_network.eqx"
-"""The trained network, saved in the run directory so that a resumed run reuses it."""
 
 NEAR_MODE_RADIUS = 3.0
 """A point is 'near' mode k within 3 standard deviations (Mahalanobis); an exact draw
 is near its own mode with probability 1 - exp(-9/2) = 0.989 in R^2."""
+
+DIVERGED_LOSS = 100.0 * DIM
+"""A training whose last block's simple loss exceeds 100 times that of predicting zero
+(E||eps||^2 = d) has diverged: an untrained network scores about d, a trained one less."""
+
+EXPLODED_RADIUS = 100.0
+"""Samples farther than this from the origin (the 9-grid lies within |x| <= 2.9 + 6 sd)
+mean the sampler blew up: the cell is diverged rather than scored."""
+
+SPREAD_REFERENCE_DRAWS = 1_000_000
+"""Exact draws of p_{t_end} behind the spread metric's reference (standard error ~2e-4 of
+a value ~0.2: below a tenth of the smallest sampler error the fits use)."""
+
+KNOWN_WEAK_ORDER = {
+    # Weak orders for smooth test functions: Euler-Maruyama 1 (Kloeden & Platen 1992,
+    # Thm. 14.5.2); ShARK and SRA1 are order-2 weak / 1.5 strong for additive noise
+    # (diffrax's `order` / `strong_order`); DDPM ancestral and DDIM are first-order
+    # discretisations of the reverse SDE / probability-flow ODE (Lu et al. 2022, DPM-Solver;
+    # Chen et al. 2023 for DDPM).
+    "reverse_sde_euler_maruyama": 1.0,
+    "ddpm_ancestral": 1.0,
+    "ddim_eta0": 1.0,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -122,8 +168,11 @@ SAMPLERS: dict[str, AbstractDiffusionSampler] = {
 
 DEFAULT_SAMPLERS = tuple(SAMPLERS[name] for name in ("sde-em", "sde-shark", "ode-euler", "ode-heun", "ode-tsit5", "ddpm", "ddim"))
 
-# The rtol = atol values the adaptive ODE samplers sweep (their NFE is an outcome).
 ADAPTIVE_TOLERANCES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+"""The rtol = atol values the adaptive ODE samplers sweep (their NFE is an outcome)."""
+
+MAX_NFE = 4096
+"""The solvers' max_steps: no fixed-step budget may ask for more."""
 
 
 def _solver_name(solver) -> str:
@@ -159,26 +208,106 @@ def _budget(sampler: AbstractDiffusionSampler, setting: float):
     return Tolerance(setting) if isinstance(sampler, AdaptiveProbabilityFlowSampler) else Steps(int(setting))
 
 
+def _is_ode(sampler) -> bool:
+    return isinstance(sampler, (ProbabilityFlowSampler, AdaptiveProbabilityFlowSampler))
+
+
 def parse_samplers(text: str) -> tuple[AbstractDiffusionSampler, ...]:
     """Comma-separated sampler names, e.g. 'sde-em,ode-heun,ddim' (see SAMPLERS)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in SAMPLERS]
     if unknown or not names:
         raise ValueError(f"choose from {list(SAMPLERS)}, got {unknown or text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"samplers must not repeat a name, got {text!r}")
     return tuple(SAMPLERS[name] for name in names)
-
-
-def parse_network(text: str) -> EpsilonMLP:
-    """'WIDTH,DEPTH' or 'WIDTH,DEPTH,EMBEDDING_DIM', e.g. '128,3' (data_scale of the 9-grid)."""
-    values = [int(item) for item in text.split(",")]
-    if len(values) not in (2, 3):
-        raise ValueError("use WIDTH,DEPTH or WIDTH,DEPTH,EMBEDDING_DIM")
-    return EpsilonMLP(*values[:2], *(values[2:] or [32]), data_scale=GRID9_DATA_SCALE)
 
 
 GRID9_DATA_SCALE = math.sqrt(8.0 / 3.0 + 0.1)
 """Per-coordinate standard deviation of the 9-mode grid: means uniform on {-2, 0, 2}
 (variance 8/3) plus the component variance 0.1."""
+
+NETWORK_BOUNDS = {"width": (1, 4096), "depth": (1, 16), "embedding_dim": (4, 1024)}
+"""Each hidden layer is width x width float32 weights: 16 layers of 4096 are 1 GiB of
+parameters and Adam state, within a 24 GiB device; the embedding is even."""
+
+
+def parse_network(text: str) -> EpsilonMLP:
+    """'WIDTH,DEPTH' or 'WIDTH,DEPTH,EMBEDDING_DIM', e.g. '128,3' (data_scale of the 9-grid)."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"use WIDTH,DEPTH or WIDTH,DEPTH,EMBEDDING_DIM (integers), got {text!r}") from None
+    if len(values) not in (2, 3):
+        raise ValueError(f"use WIDTH,DEPTH or WIDTH,DEPTH,EMBEDDING_DIM, got {text!r}")
+    for name, value in zip(("width", "depth", "embedding_dim"), values):
+        low, high = NETWORK_BOUNDS[name]
+        if not low <= value <= high:
+            raise ValueError(f"network {name} must be in [{low}, {high}], got {value}")
+    return EpsilonMLP(*values[:2], *(values[2:] or [32]), data_scale=GRID9_DATA_SCALE)
+
+
+DEFAULT_TRAINING = EpsilonTraining(
+    optimiser=AdamSpec(1e-3, clip_norm=1.0), steps=6000, batch_size=512, t_min=1e-3, ema=EMA(0.999), record_every=500
+)
+
+TRAINING_BOUNDS = {
+    # steps: int32 step counters, and 10^7 steps of this MLP are ~10 h on 2 CPU cores.
+    "steps": (1, 10**7),
+    # batch_size: a batch of 65536 points through a 4096-wide MLP is 1 GiB of activations.
+    "batch_size": (1, 65536),
+    "record_every": (1, 10**7),
+}
+
+
+def parse_training(text: str) -> EpsilonTraining:
+    """Comma-separated KEY=VALUE overrides of the quick preset's training, e.g.
+    'learning_rate=1e6' or 'steps=30000,learning_rate=5e-4,record_every=1000'; keys:
+    learning_rate, steps, batch_size, t_min, ema (0: none), record_every."""
+    values: dict[str, str] = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise ValueError(f"training must be KEY=VALUE pairs, got {item!r} in {text!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        known = ("learning_rate", "steps", "batch_size", "t_min", "ema", "record_every")
+        if key not in known:
+            raise ValueError(f"training keys are {list(known)}, got {key!r}")
+        if key in values:
+            raise ValueError(f"training key {key!r} given twice in {text!r}")
+        values[key] = value
+    base = DEFAULT_TRAINING
+    try:
+        number = lambda name, default: float(values[name]) if name in values else default  # noqa: E731
+        count = lambda name, default: int(values[name]) if name in values else default  # noqa: E731
+        learning_rate = number("learning_rate", base.optimiser.learning_rate)
+        ema = number("ema", base.ema.decay if base.ema is not None else 0.0)
+        steps, batch, record = count("steps", base.steps), count("batch_size", base.batch_size), count("record_every", base.record_every)
+        t_min = number("t_min", base.t_min)
+    except ValueError as error:
+        raise ValueError(f"training values must be numbers: {error}") from None
+    _check_training_numbers(learning_rate=learning_rate, steps=steps, batch_size=batch, record_every=record, t_min=t_min, ema=ema)
+    return EpsilonTraining(
+        optimiser=AdamSpec(learning_rate, clip_norm=1.0), steps=steps, batch_size=batch, t_min=t_min,
+        ema=EMA(ema) if ema != 0 else None, record_every=record,
+    )
+
+
+def _check_training_numbers(*, learning_rate, steps, batch_size, record_every, t_min, ema) -> None:
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("record_every", record_every)):
+        low, high = TRAINING_BOUNDS[name]
+        check_count(f"training.{name}", value, minimum=low, maximum=high)
+    if not (math.isfinite(learning_rate) and 0 < learning_rate <= kit_float32_max()):
+        raise ValueError(f"training.learning_rate must be in (0, {kit_float32_max():.3g}] (float32), got {learning_rate!r}")
+    if not (math.isfinite(t_min) and 0 < t_min < 1):
+        raise ValueError(f"training.t_min must be in (0, 1), got {t_min!r}")
+    if not (math.isfinite(ema) and 0 <= ema < 1):
+        raise ValueError(f"training.ema must be in [0, 1) (0: no average), got {ema!r}")
+    if steps % record_every:
+        raise ValueError(f"training.record_every must divide training.steps={steps}, got {record_every}")
+
+
+def kit_float32_max() -> float:
+    return float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------------------
@@ -189,7 +318,7 @@ GRID9_DATA_SCALE = math.sqrt(8.0 / 3.0 + 0.1)
 class Config:
     """One run of the reverse-diffusion study."""
 
-    grid_modes: int = config_field(9, "target: theory.gaussian_grid(K), K in {2, 4, 9} equal-weight N(m_k, 0.1 I)")
+    grid_modes: int = config_field(9, "target: theory.gaussian_grid(K), K in {2, 4, 9} equal-weight N(m_k, 0.1 I)", low=2, high=9)
     sde: AbstractSDE = config_field(VPSDE(beta_min=0.1, beta_max=20.0), "forward SDE of the continuous samplers", parse=SDES)
     schedule: AbstractBetaSchedule = config_field(
         LinearBetaSchedule(), "beta schedule of DDPM and DDIM (Ho et al.: linear 1e-4..0.02, T=1000)", parse=SCHEDULES
@@ -200,84 +329,74 @@ class Config:
     nfe_grid: tuple[int, ...] = config_field(
         (10, 20, 50, 100, 200, 500, 1000),
         "target numbers of score evaluations; fixed-step samplers take NFE // (evaluations per step) "
-        "steps; the adaptive ODE sweeps its own tolerances instead",
+        f"steps; the adaptive ODE sweeps rtol = atol in {ADAPTIVE_TOLERANCES} instead",
+        low=1, high=MAX_NFE,
     )
-    seeds: tuple[int, ...] = config_field((0, 1, 2), "seeds; each draws its own prior points, noise and reference sample")
-    n_samples: int = config_field(1000, "points per sampler, budget and seed; also the size of the fresh target sample")
-    floor_repeats: int = config_field(5, "independent target-sample pairs averaged in the W1 sampling floor")
+    seed: int = config_field(0, "root PRNG seed (every key is derived from it and the cell's coordinates)", high=2**31 - 1)
+    seeds: tuple[int, ...] = config_field(
+        (0, 1, 2), "replicates; each trains its own network and draws its own prior points, noise and reference sample",
+        high=10**6,
+    )
+    n_samples: int = config_field(
+        1000, "points per sampler, budget and seed, and the fresh target sample of W1 (POT's n x n float64 cost matrix)",
+        low=2, high=20_000,
+    )
+    floor_repeats: int = config_field(5, "independent target-sample pairs behind the W1 sampling floor", low=2, high=1000)
     network: EpsilonMLP = config_field(
         EpsilonMLP(width=128, depth=3, embedding_dim=32, data_scale=GRID9_DATA_SCALE),
-        "eps_theta as WIDTH,DEPTH[,EMBEDDING_DIM] (SiLU MLP on [c_in(t) x, sinusoidal emb(t)])",
+        "eps_theta as WIDTH,DEPTH[,EMBEDDING_DIM] (SiLU MLP on [c_in(t) x, sinusoidal emb(t)]); width <= 4096, "
+        "depth <= 16, embedding <= 1024",
         parse=parse_network,
     )
-    train_steps: int = config_field(6000, "Adam steps of the simple loss (fresh target draws every step)")
-    batch_size: int = config_field(512, "examples per training step, one t ~ U[t_min, 1] each")
-    learning_rate: float = config_field(1e-3, "Adam learning rate (Ho et al. 2e-4 for U-Nets; 1e-3 suits this MLP)")
-    train_t_min: float = config_field(1e-3, "training times t ~ U[train_t_min, 1]; samplers must stop at t_end >= it")
-    ema_decay: float = config_field(0.999, "exponential moving average of the weights (0: none)")
-    loss_record_every: int = config_field(500, "training loss averaged over blocks of this many steps")
-    fisher_times: tuple[float, ...] = config_field(
-        (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0), "times t at which the learned score's Fisher divergence is measured"
+    training: EpsilonTraining = config_field(
+        DEFAULT_TRAINING,
+        "simple-loss training as KEY=VALUE overrides of the quick preset's: learning_rate (0, 3.4e38] (Adam, clipped "
+        "at norm 1), steps [1, 1e7], batch_size [1, 65536], t_min (0, 1), ema [0, 1) (0: none), record_every "
+        "(divides steps)",
+        parse=parse_training,
     )
-    fisher_samples: int = config_field(10_000, "draws of p_t per Fisher-divergence estimate")
-    snapshot_nfes: tuple[int, ...] = config_field((10, 100, 1000), "sample clouds saved for the figure at these NFEs (nearest budget)")
-    snapshot_points: int = config_field(500, "points saved per sample cloud")
-    trajectory_points: int = config_field(8, "prior points whose reverse ODE and SDE paths are saved")
-    trajectory_steps: int = config_field(100, "steps of the saved trajectories (Euler-Maruyama SDE, Heun ODE)")
+    fisher_times: tuple[float, ...] = config_field(
+        (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0), "times t in (0, T] at which the learned score's Fisher divergence is measured",
+        low=0.0, open_low=True, high=1.0,
+    )
+    fisher_samples: int = config_field(10_000, "draws of p_t per Fisher-divergence estimate", low=2, high=10**6)
+    kl_samples: int = config_field(
+        1000, "model (and target) draws per ODE KL estimate, each one float64 ODE solve with its log-density",
+        low=2, high=100_000,
+    )
+    bound_samples: int = config_field(
+        4000, "draws per node of the score-error integral in the KL bound (64 time nodes)", low=2, high=100_000
+    )
+    snapshot_nfes: tuple[int, ...] = config_field(
+        (10, 100, 1000), "sample clouds saved for the figure at these NFEs (nearest budget)", low=1, high=MAX_NFE
+    )
+    snapshot_points: int = config_field(500, "points saved per sample cloud (<= n_samples)", low=1, high=20_000)
+    trajectory_points: int = config_field(8, "prior points whose reverse ODE and SDE paths are saved", low=1, high=1000)
+    trajectory_steps: int = config_field(100, "steps of the saved trajectories (Euler-Maruyama SDE, Heun ODE)", low=1, high=MAX_NFE)
     draw_figures: bool = config_field(True, "draw the figures into <run>/figures at the end (needs a store)")
 
     def __post_init__(self):
+        kit.check_fields(self)
         _validate(self)
-
-    def training(self) -> EpsilonTraining:
-        """The network's optimisation settings."""
-        return EpsilonTraining(
-            optimiser=AdamSpec(self.learning_rate, clip_norm=1.0),
-            steps=self.train_steps,
-            batch_size=self.batch_size,
-            t_min=self.train_t_min,
-            ema=EMA(self.ema_decay) if self.ema_decay != 0 else None,
-            record_every=self.loss_record_every,
-        )
-
-
-def _require_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _require_ints(name: str, values, minimum: int, *, distinct: bool = True) -> None:
-    if not isinstance(values, tuple) or not values:
-        raise ValueError(f"{name} must be a non-empty tuple of integers, got {values!r}")
-    for value in values:
-        _require_int(name, value, minimum)
-    if distinct and len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat a value, got {values}")
 
 
 def _validate(config: Config) -> None:
-    """Every constraint, checked before any compute; each error names the field and value."""
+    """The study's own constraints, checked before any compute; each error names the field."""
     if config.grid_modes not in theory.GRID_MEANS:
         raise ValueError(f"grid_modes must be one of {sorted(theory.GRID_MEANS)}, got {config.grid_modes!r}")
-    if not isinstance(config.sde, AbstractSDE):
-        raise ValueError(f"sde must be an AbstractSDE, got {config.sde!r}")
-    if not isinstance(config.schedule, AbstractBetaSchedule):
-        raise ValueError(f"schedule must be an AbstractBetaSchedule, got {config.schedule!r}")
-    if not isinstance(config.network, EpsilonMLP):
-        raise ValueError(f"network must be an EpsilonMLP, got {config.network!r}")
-    if not isinstance(config.samplers, tuple) or not config.samplers:
-        raise ValueError(f"samplers must be a non-empty tuple of samplers, got {config.samplers!r}")
-    for sampler in config.samplers:
-        if not isinstance(sampler, AbstractDiffusionSampler):
-            raise ValueError(f"samplers must hold AbstractDiffusionSampler objects, got {sampler!r}")
+    for name, value in (("width", config.network.width), ("depth", config.network.depth),
+                        ("embedding_dim", config.network.embedding_dim)):
+        low, high = NETWORK_BOUNDS[name]
+        if not low <= value <= high:
+            raise ValueError(f"network {name} must be in [{low}, {high}], got {value}")
+    training = config.training
+    _check_training_numbers(
+        learning_rate=training.optimiser.learning_rate, steps=training.steps, batch_size=training.batch_size,
+        record_every=training.record_every, t_min=training.t_min, ema=0.0 if training.ema is None else training.ema.decay,
+    )
     labels = [sampler_label(sampler) for sampler in config.samplers]
     if len(set(labels)) != len(labels):
         raise ValueError(f"samplers must be distinct, got {labels}")
-    _require_ints("nfe_grid", config.nfe_grid, 1)
-    _require_ints("seeds", config.seeds, 0)
-    _require_ints("snapshot_nfes", config.snapshot_nfes, 1)
     discrete = any(isinstance(s, (DDPMSampler, DDIMSampler)) for s in config.samplers)
     if discrete and max(config.nfe_grid) > config.schedule.n_steps:
         raise ValueError(
@@ -295,55 +414,59 @@ def _validate(config: Config) -> None:
                 f"sde {config.sde!r} reaches a noise-to-signal ratio of {reach:.3g} at T, but the DDPM/DDIM "
                 f"schedule needs {needed:.3g}; drop ddpm/ddim from samplers or use an SDE that reaches it (vp, subvp)"
             )
-    if max(config.nfe_grid) > 4096:
-        raise ValueError(f"nfe_grid must be <= 4096 (the solvers' max_steps), got {max(config.nfe_grid)}")
-    for name in ("n_samples", "fisher_samples"):
-        _require_int(name, getattr(config, name), 2)
-    _require_int("floor_repeats", config.floor_repeats, 2)
-    for name in ("trajectory_points", "trajectory_steps", "snapshot_points"):
-        _require_int(name, getattr(config, name), 1)
     if config.snapshot_points > config.n_samples:
         raise ValueError(f"snapshot_points must be <= n_samples={config.n_samples}, got {config.snapshot_points}")
-    if not isinstance(config.fisher_times, tuple) or not config.fisher_times:
-        raise ValueError(f"fisher_times must be a non-empty tuple, got {config.fisher_times!r}")
     for t in config.fisher_times:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and 0 < t <= config.sde.t_max):
+        if not t <= config.sde.t_max:
             raise ValueError(f"fisher_times must lie in (0, T={config.sde.t_max}], got {t!r}")
-    for name in ("learning_rate", "train_t_min", "ema_decay"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if not isinstance(config.draw_figures, bool):
-        raise ValueError(f"draw_figures must be true or false, got {config.draw_figures!r}")
-    try:
-        training = config.training()
-    except ValueError as error:
-        raise ValueError(f"training settings: {error}") from None
     for sampler in config.samplers:
         t_end = getattr(sampler, "t_end", None)
         if t_end is not None and t_end < training.t_min:
             raise ValueError(
                 f"sampler {sampler_label(sampler)} stops at t_end={t_end}, below the network's training range "
-                f"train_t_min={training.t_min}"
+                f"training.t_min={training.t_min}"
             )
 
 
 PRESETS: dict[str, Config] = {
-    # The README figure: 2m41s wall on this 2-core CPU when otherwise idle, 4m22s with other
-    # jobs sharing it (measured); training 20 s, 14 sampler cells 4-12 s each.
+    # The README figure. Measured: 3m50s of CPU time (all threads), 15m13s wall on 2 cores
+    # shared with ~7 other jobs (load average 11-15); so at most ~4 min wall when idle.
+    # Training 3 x ~26 s (loaded), sampler cells 4-35 s each.
     "quick": Config(),
-    # Error bars: 5 seeds of 2000 points, a longer-trained network, finer Fisher grid.
+    # Error bars: 5 seeds of 2000 points, longer-trained networks, finer grids.
     "paper": Config(
         seeds=(0, 1, 2, 3, 4),
         n_samples=2000,
         nfe_grid=(10, 20, 30, 50, 100, 200, 300, 500, 1000),
-        train_steps=30_000,
-        learning_rate=5e-4,
-        loss_record_every=1000,
+        training=EpsilonTraining(optimiser=AdamSpec(5e-4, clip_norm=1.0), steps=30_000, batch_size=512, t_min=1e-3,
+                                 ema=EMA(0.999), record_every=1000),
         fisher_times=(1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
         fisher_samples=50_000,
+        kl_samples=4000,
+        bound_samples=20_000,
         floor_repeats=10,
         samplers=tuple(SAMPLERS[name] for name in ("sde-em", "sde-shark", "ode-euler", "ode-heun", "ode-tsit5", "ode-dopri5", "ddpm", "ddim")),
+    ),
+    # Seconds: tests and a first look.
+    "smoke": Config(
+        grid_modes=4,
+        seeds=(0,),
+        n_samples=64,
+        nfe_grid=(4, 16),
+        samplers=tuple(SAMPLERS[name] for name in ("sde-em", "ode-euler", "ddim")),
+        network=EpsilonMLP(width=16, depth=1, embedding_dim=8, data_scale=1.66),
+        training=EpsilonTraining(optimiser=AdamSpec(3e-3, clip_norm=1.0), steps=400, batch_size=128, t_min=1e-3,
+                                 ema=EMA(0.99), record_every=100),
+        fisher_times=(0.1, 1.0),
+        fisher_samples=200,
+        kl_samples=32,
+        bound_samples=64,
+        floor_repeats=2,
+        snapshot_nfes=(4, 16),
+        snapshot_points=16,
+        trajectory_points=2,
+        trajectory_steps=5,
+        draw_figures=False,
     ),
 }
 
@@ -370,138 +493,44 @@ class Results:
 
     Columns: sampler, score (exact | learned), setting (steps, or rtol = atol for the
     adaptive ODE), nfe (mean score evaluations per sample), seed, metric, value, error
-    (standard error; 0 for exact OT values; NaN where none applies), reference (the
-    W1 floor for w1, the true weight for mode_weight, ...), mode, t, step, point,
+    (standard error; NaN where none applies), reference (the W1 floor for w1, the true
+    weight for mode_weight, the exact value for spread ...), mode, t, step, point,
     coordinate, n (points behind the value), method.
     """
 
     table: pd.DataFrame
-    run_dir: pathlib.Path | None = None
+    run_dir: Any = None
+    figures: tuple = ()
 
     def summary(self) -> pd.DataFrame:
         """Headline numbers: see `summarise`."""
         return summarise(self.table)
 
 
-def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Headline numbers per sampler and score kind, at the smallest and the largest budget.
-
-    Columns: sampler, score, nfe, w1 (mean over seeds), w1_se (its standard error over
-    seeds), floor (the W1 sampling floor), on_mode (mean fraction within 3 sd of a mode;
-    exact i.i.d. draws: 0.989), and for learned rows gap / gap_se: W1(learned) -
-    W1(exact) at the same budget, paired by seed (same prior points, noise and
-    reference sample), mean and standard error, at the largest budget only (an adaptive
-    solver's budget is a tolerance, which buys different NFEs with the two scores; at
-    the tightest one both have converged).
-    """
-    w1 = table[table.metric == "w1"]
-    floor = table[table.metric == "w1_floor"]["value"]
-    floor_value = float(floor.iloc[0]) if len(floor) else math.nan
-    on_mode = table[table.metric == "mass_near_any_mode"]
-    rows = []
-    for (sampler, score), group in w1.groupby(["sampler", "score"], sort=False):
-        by_budget = group.groupby("setting").agg(nfe=("nfe", "mean"), w1=("value", "mean"), sd=("value", "std"),
-                                                 k=("value", "size"))
-        near = on_mode[(on_mode.sampler == sampler) & (on_mode.score == score)].groupby("setting")["value"].mean()
-        exact = w1[(w1.sampler == sampler) & (w1.score == "exact")].set_index(["setting", "seed"])["value"]
-        for setting in dict.fromkeys((by_budget.nfe.idxmin(), by_budget.nfe.idxmax())):
-            entry = by_budget.loc[setting]
-            gap, gap_se = math.nan, math.nan
-            if score == "learned" and setting == by_budget.nfe.idxmax():
-                mine = group[group.setting == setting].set_index(["setting", "seed"])["value"]
-                paired = (mine - exact.reindex(mine.index)).dropna()
-                if len(paired):
-                    gap = float(paired.mean())
-                    gap_se = float(paired.std() / math.sqrt(len(paired))) if len(paired) > 1 else math.nan
-            rows.append({
-                "sampler": sampler,
-                "score": score,
-                "nfe": float(entry.nfe),
-                "w1": float(entry.w1),
-                "w1_se": float(entry.sd / math.sqrt(entry.k)) if entry.k > 1 else math.nan,
-                "floor": floor_value,
-                "on_mode": float(near.get(setting, math.nan)),
-                "gap": gap,
-                "gap_se": gap_se,
-            })
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------------------
-# Keys: one named stream per purpose and seed, so every cell is reproducible alone and
-# all samplers of a seed share their prior points, noise and reference sample.
-
-_PURPOSES = ("prior", "noise", "reference", "train", "init", "fisher", "floor", "trajectory")
-
-
-def _key(seed: int, purpose: str) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), _PURPOSES.index(purpose))
+# Laws, models and keys.
 
 
 def _target(config: Config) -> theory.MixtureOfGaussians:
     return theory.gaussian_grid(config.grid_modes)
 
 
-def _prior_points(config: Config, seed: int, n: int) -> jax.Array:
-    return config.sde.prior(DIM).sample(_key(seed, "prior"), n).astype(jnp.float32)
+def _t_end(sampler) -> float | None:
+    return getattr(sampler, "t_end", None)
 
 
-# --------------------------------------------------------------------------------------
-# The learned model, trained once per run and saved beside the results.
+def _reference_time(sampler) -> float:
+    """The time of the law a sampler targets: t_end, or 0 for the DDPM/DDIM chain (step 0)."""
+    t_end = _t_end(sampler)
+    return 0.0 if t_end is None else float(t_end)
 
 
-class _NetworkHolder:
-    """Trains the network on first use, or loads it from the run directory on resume."""
+def _prior_points(config: Config, keys: kit.Keys, seed: int, n: int) -> jax.Array:
+    return config.sde.prior(DIM).sample(keys("prior", seed=seed), n).astype(jnp.float32)
 
-    def __init__(self, config: Config, store: ResultStore | None, progress: Progress):
-        self.config = config
-        self.store = store
-        self.progress = progress
-        self.network: EpsilonNetwork | None = None
-        self.losses: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _template(self) -> EpsilonNetwork:
-        return self.config.network.build(_key(self.config.seeds[0], "init"), DIM, self.config.sde)
-
-    def _path(self) -> pathlib.Path | None:
-        return None if self.store is None else self.store.run_dir / NETWORK_FILE
-
-    def train(self) -> EpsilonNetwork:
-        target = _target(self.config)
-        started = time.perf_counter()
-
-        def on_block(step, loss):
-            if step % max(self.config.train_steps // 5, self.config.loss_record_every) == 0:
-                self.progress.update(step=step, total_steps=self.config.train_steps, loss=loss,
-                                     elapsed_s=time.perf_counter() - started)
-
-        result = train_epsilon_network(
-            self._template(), target.sample, key=_key(self.config.seeds[0], "train"),
-            training=self.config.training(), on_block=on_block,
-        )
-        self.network = result.model if result.ema_model is None else result.ema_model
-        self.losses = (np.asarray(result.steps), np.asarray(result.losses, np.float64))
-        path = self._path()
-        if path is not None:
-            # Written before the training cell's CSV marks it done, and atomically.
-            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(descriptor)
-            try:
-                eqx.tree_serialise_leaves(temporary, self.network)
-                os.replace(temporary, path)
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
-        return self.network
-
-    def get(self) -> EpsilonNetwork:
-        if self.network is not None:
-            return self.network
-        path = self._path()
-        if path is not None and path.exists():
-            self.network = eqx.tree_deserialise_leaves(path, self._template())
-            return self.network
-        return self.train()
+def _reference_points(config: Config, keys: kit.Keys, seed: int) -> np.ndarray:
+    return np.asarray(_target(config).sample(keys("reference", seed=seed), config.n_samples), np.float64)
 
 
 def _models(config: Config, network: EpsilonNetwork | None) -> dict[str, DiffusionModel]:
@@ -509,20 +538,55 @@ def _models(config: Config, network: EpsilonNetwork | None) -> dict[str, Diffusi
     target = _target(config)
     models = {
         "exact": DiffusionModel(
-            sde=config.sde,
-            score_fn=ExactMarginalScore(config.sde, target),
-            schedule=config.schedule,
+            sde=config.sde, score_fn=ExactMarginalScore(config.sde, target), schedule=config.schedule,
             epsilon_fn=ExactEpsilon(config.schedule, target),
         )
     }
     if network is not None:
         models["learned"] = DiffusionModel(
-            sde=config.sde,
-            score_fn=ScoreFromEpsilon(config.sde, network),
-            schedule=config.schedule,
+            sde=config.sde, score_fn=ScoreFromEpsilon(config.sde, network), schedule=config.schedule,
             epsilon_fn=DiscreteEpsilon(config.sde, config.schedule, network),
         )
     return models
+
+
+def _network_template(config: Config) -> EpsilonNetwork:
+    return config.network.build(jax.random.key(0), DIM, config.sde)
+
+
+def _train_network(config: Config, keys: kit.Keys, seed: int, progress: kit.Progress):
+    """(network, steps, losses): the EMA weights (or the last iterate) and the block losses.
+    Raises kit.Diverged on a non-finite loss or weights, or a final loss above DIVERGED_LOSS."""
+    training = config.training
+    started = time.perf_counter()
+
+    def on_block(step, loss):
+        if step % max(training.steps // 5, training.record_every) == 0:
+            progress.update(step=step, total_steps=training.steps, loss=loss, elapsed_s=time.perf_counter() - started)
+
+    with progress.phase("train"):
+        result = train_epsilon_network(
+            config.network.build(keys("init", seed=seed), DIM, config.sde), _target(config).sample,
+            key=keys("train", seed=seed), training=training, on_block=on_block,
+        )
+    network = result.model if result.ema_model is None else result.ema_model
+    losses = np.asarray(result.losses, np.float64)
+    finite_weights = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(eqx.filter(network, eqx.is_array)))
+    if int(result.diverged_at) >= 0 or not np.all(np.isfinite(losses)) or not finite_weights:
+        raise kit.Diverged(f"seed {seed}: non-finite loss or weights (first non-finite step {int(result.diverged_at)})")
+    if losses[-1] > DIVERGED_LOSS:
+        raise kit.Diverged(f"seed {seed}: final simple loss {losses[-1]:.3g} > {DIVERGED_LOSS:g} (predicting 0 scores {DIM})")
+    return network, jnp.asarray(result.steps, jnp.int32), jnp.asarray(losses, jnp.float32)
+
+
+def _network_artifact(config: Config, keys: kit.Keys, seed: int) -> kit.Artifact:
+    n_blocks = config.training.steps // config.training.record_every
+    return kit.equinox_artifact(
+        f"network_seed={seed}.eqx",
+        lambda progress: _train_network(config, keys, seed, progress),
+        lambda: (_network_template(config), jnp.zeros(n_blocks, jnp.int32), jnp.zeros(n_blocks, jnp.float32)),
+        needs=("progress",),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -541,19 +605,38 @@ def _nearest_mode(target, points: np.ndarray) -> np.ndarray:
     return np.argmax(logits, axis=0)
 
 
+def _spread_values(target, points: np.ndarray) -> np.ndarray:
+    """||x - m_{k(x)}||^2 per point, k(x) the nearest mode (float64)."""
+    means = np.asarray(target.means, np.float64)
+    return np.sum((points - means[_nearest_mode(target, points)]) ** 2, axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _spread_reference(grid_modes: int, sde: AbstractSDE, t_end: float, root_seed: int) -> theory.Estimate:
+    """E_{p_{t_end}} ||X - m_{k(X)}||^2 from SPREAD_REFERENCE_DRAWS exact draws (a pure
+    function of its arguments, hence cached)."""
+    keys = kit.Keys(root_seed)
+    law = sde.noised_target(theory.gaussian_grid(grid_modes), jnp.asarray(t_end, jnp.float32))
+    target = theory.gaussian_grid(grid_modes)
+    values = []
+    for chunk in range(10):
+        draws = np.asarray(law.sample(keys("spread-reference", t_end=t_end, chunk=chunk), SPREAD_REFERENCE_DRAWS // 10), np.float64)
+        values.append(_spread_values(target, draws))
+    return monte_carlo_mean(np.concatenate(values), f"{SPREAD_REFERENCE_DRAWS} exact draws of p_t_end")
+
+
 def _mode_rows(target, points: np.ndarray, common: dict[str, Any]) -> list[dict[str, Any]]:
     """Nearest-mode weights (with binomial s.e.), their TV distance to the truth, and the
     fraction within 3 standard deviations of some mode."""
     n = points.shape[0]
     weights = np.asarray(target.weights, np.float64)
-    assigned = _nearest_mode(target, points)
-    counts = np.bincount(assigned, minlength=weights.size)
+    counts = np.bincount(_nearest_mode(target, points), minlength=weights.size)
     rows = []
     for k, truth in enumerate(weights):
         p = counts[k] / n
         rows.append(_row(metric="mode_weight", mode=k, value=p, error=math.sqrt(p * (1 - p) / n), reference=truth,
                          n=n, method="nearest mode (largest responsibility)", **common))
-    rows.append(_row(metric="mode_weight_tv", value=0.5 * float(np.abs(counts / n - weights).sum()), error=math.nan,
+    rows.append(_row(metric="mode_weight_tv", value=0.5 * float(np.abs(counts / n - weights).sum()),
                      n=n, method="1/2 sum_k |w_hat_k - w_k|", **common))
     stats = mode_statistics(points, target, radius=NEAR_MODE_RADIUS)
     p = stats.mass_near_any_mode
@@ -565,6 +648,14 @@ def _mode_rows(target, points: np.ndarray, common: dict[str, Any]) -> list[dict[
     return rows
 
 
+def _spread_row(target, points: np.ndarray, reference: theory.Estimate, common: dict[str, Any]) -> dict[str, Any]:
+    values = _spread_values(target, points)
+    mean = monte_carlo_mean(values, "")
+    return _row(metric="spread_error", value=mean.value - reference.value, error=math.hypot(mean.error, reference.error),
+                reference=reference.value, n=points.shape[0],
+                method="mean ||x - m_k(x)||^2 minus its exact value under p_t_end (nearest mode)", **common)
+
+
 def _position_rows(points: np.ndarray, common: dict[str, Any], metric: str) -> list[dict[str, Any]]:
     rows = []
     for point, xy in enumerate(np.asarray(points, np.float64)):
@@ -573,214 +664,388 @@ def _position_rows(points: np.ndarray, common: dict[str, Any], metric: str) -> l
     return rows
 
 
-@functools.lru_cache(maxsize=8)
-def _w1_floor(grid_modes: int, n: int, repeats: int, seed: int) -> theory.Estimate:
-    """The W1 sampling floor (a pure function of its arguments, cached: every cell of a
-    run reads the same one)."""
-    return theory.sampling_floor(theory.gaussian_grid(grid_modes), n, key=_key(seed, "floor"), repeats=repeats)
-
-
-def _reference_points(config: Config, seed: int) -> np.ndarray:
-    return np.asarray(_target(config).sample(_key(seed, "reference"), config.n_samples), np.float64)
-
-
 # --------------------------------------------------------------------------------------
 # Cells.
 
 
-def _floor_cell(config: Config) -> list[dict[str, Any]]:
-    """The W1 sampling floor, and the mode statistics of exact i.i.d. draws (the best any
-    sampler can do at this n), plus a target cloud for the figures."""
+def _floor_cell(config: Config, keys: kit.Keys) -> list[dict[str, Any]]:
+    """The W1 sampling floor over floor_repeats target-sample pairs (t-interval), the mode
+    statistics of exact i.i.d. draws (the best any sampler can do at this n), and a target
+    cloud for the figures. (Nothing here depends on which samplers or seeds are swept.)"""
     target = _target(config)
-    floor = _w1_floor(config.grid_modes, config.n_samples, config.floor_repeats, config.seeds[0])
-    rows = [_row(sampler="target", score="exact", metric="w1_floor", value=floor.value, error=floor.error,
-                 n=config.n_samples, method=floor.method)]
-    for seed in config.seeds:
-        draws = np.asarray(target.sample(jax.random.fold_in(_key(seed, "floor"), 1), config.n_samples), np.float64)
-        rows += _mode_rows(target, draws, dict(sampler="target", score="exact", seed=seed))
-    rows += _position_rows(_reference_points(config, config.seeds[0])[: config.snapshot_points],
-                           dict(sampler="target", score="exact", seed=config.seeds[0]), "sample_position")
+    values, rows = [], []
+    for repeat in range(config.floor_repeats):
+        x = np.asarray(target.sample(keys("floor-x", repeat=repeat), config.n_samples), np.float64)
+        y = np.asarray(target.sample(keys("floor-y", repeat=repeat), config.n_samples), np.float64)
+        values.append(theory.wasserstein(x, y).value)
+        rows += _mode_rows(target, x, dict(sampler="target", score="exact", seed=repeat))
+    floor = kit.over_replicates(values)
+    rows.append(_row(sampler="target", score="exact", metric="w1_floor", value=floor.value, error=floor.error,
+                     n=config.n_samples, method=f"W1 of two target {config.n_samples}-samples, {floor.method}"))
+    rows += _position_rows(np.asarray(target.sample(keys("target-cloud"), config.snapshot_points), np.float64),
+                           dict(sampler="target", score="exact"), "sample_position")
     return rows
 
 
-def _training_cell(config: Config, holder: _NetworkHolder) -> list[dict[str, Any]]:
-    holder.train()
-    steps, losses = holder.losses
+def _training_cell(config: Config, seed: int, network) -> list[dict[str, Any]]:
+    _, steps, losses = network
+    n = config.training.record_every * config.training.batch_size
     return [
-        _row(sampler="network", score="learned", metric="train_loss", step=int(step), value=float(loss),
-             n=config.loss_record_every * config.batch_size,
-             method=f"mean simple loss over {config.loss_record_every} steps (raw weights)")
-        for step, loss in zip(steps, losses)
+        _row(sampler="network", score="learned", seed=seed, metric="train_loss", step=int(step), value=float(loss), n=n,
+             method=f"mean simple loss over {config.training.record_every} steps (raw weights)")
+        for step, loss in zip(np.asarray(steps), np.asarray(losses, np.float64))
     ]
 
 
-def _fisher_cell(config: Config, holder: _NetworkHolder) -> list[dict[str, Any]]:
+def _fisher_cell(config: Config, keys: kit.Keys, seed: int, network) -> list[dict[str, Any]]:
     """F(t) = E_{p_t} ||s_theta(x, t) - grad log p_t(x)||^2 at each t, with the scale
-    E ||grad log p_t||^2 as reference; also s(t)^2 F(t), the error in epsilon units (its
-    average over t is the excess simple loss)."""
+    E ||grad log p_t||^2 and s(t)^2 F(t) (the error in epsilon units); and the score-error
+    bound on the reverse SDE's KL, for the learned score and (score error 0) the exact one."""
     target = _target(config)
-    score = ScoreFromEpsilon(config.sde, holder.get())
+    score = ScoreFromEpsilon(config.sde, network[0])
     batched = jax.jit(jax.vmap(score, in_axes=(0, None)))
     rows = []
-    for index, t in enumerate(config.fisher_times):
+    for t in config.fisher_times:
         law = config.sde.noised_target(target, jnp.asarray(t, jnp.float32))
-        key = jax.random.fold_in(_key(config.seeds[0], "fisher"), index)
-        estimate = theory.fisher_divergence(
-            law, lambda x, t=t: batched(jnp.asarray(x, jnp.float32), jnp.float32(t)), key=key,
-            method=theory.MonteCarlo(config.fisher_samples),
-        )
-        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key,
-                                         method=theory.MonteCarlo(config.fisher_samples))
+        key = keys("fisher", seed=seed, t=float(t))
+        method = theory.MonteCarlo(config.fisher_samples)
+        estimate = theory.fisher_divergence(law, lambda x, t=t: batched(jnp.asarray(x, jnp.float32), jnp.float32(t)),
+                                            key=key, method=method)
+        scale = theory.fisher_divergence(law, lambda x: jnp.zeros_like(x), key=key, method=method)
         std2 = float(config.sde.marginal_std(t)) ** 2
-        common = dict(sampler="network", score="learned", t=float(t), n=config.fisher_samples)
+        common = dict(sampler="network", score="learned", seed=seed, t=float(t), n=config.fisher_samples)
         rows.append(_row(metric="fisher_divergence", value=estimate.value, error=estimate.error,
                          reference=scale.value, method=estimate.method, **common))
         rows.append(_row(metric="score_second_moment", value=scale.value, error=scale.error,
                          method="E ||grad log p_t||^2, " + scale.method, **common))
         rows.append(_row(metric="epsilon_error", value=std2 * estimate.value, error=std2 * estimate.error,
                          method="s(t)^2 F(t) = E ||eps_theta - eps*||^2", **common))
+    # At t_end = training.t_min, where the network's training range ends (the samplers'
+    # default end time), whatever samplers the sweep holds.
+    for t_end in (config.training.t_min,):
+        for kind, score_fn in (("learned", score), ("exact", ExactMarginalScore(config.sde, target))):
+            bound = score_error_kl_bound(config.sde, score_fn, target, key=keys("bound", seed=seed, t_end=float(t_end)),
+                                         method=MonteCarlo(config.bound_samples), t_end=float(t_end))
+            rows.append(_row(sampler="reverse_sde", score=kind, seed=seed, t=float(t_end), metric="score_error_bound",
+                             value=bound.value, error=bound.error, n=config.bound_samples, method=bound.method))
     return rows
 
 
-def _snapshot_settings(sampler: AbstractDiffusionSampler, settings: tuple[float, ...], nfes: dict[float, float],
-                       targets: tuple[int, ...]) -> set[float]:
-    chosen = set()
-    for target_nfe in targets:
-        chosen.add(min(settings, key=lambda s: abs(math.log(nfes[s] / target_nfe))))
-    return chosen
+def _snapshot_settings(settings: tuple[float, ...], nfes: dict[float, float], targets: tuple[int, ...]) -> set[float]:
+    return {min(settings, key=lambda s: abs(math.log(nfes[s] / target_nfe))) for target_nfe in targets}
 
 
-def _sampler_cell(config: Config, sampler: AbstractDiffusionSampler, kind: str, holder: _NetworkHolder,
-                  progress: Progress) -> list[dict[str, Any]]:
-    """Every budget and seed of one sampler with one score: W1, mode statistics, wall time,
-    and the sample clouds of the snapshot budgets (first seed)."""
+def _kl_rows(config: Config, keys: kit.Keys, sampler, model: DiffusionModel, setting: float, seed: int,
+             common: dict[str, Any], *, both_directions: bool) -> list[dict[str, Any]]:
+    """KL(q_ODE || p_{t_end}) from model draws (log q from the same solve, the sampler's
+    solver and budget) and, at the finest budget, KL(p_{t_end} || q_ODE) and E_p[-log q]."""
+    t_end = float(sampler.t_end)
+    flow = probability_flow_model(config.sde, model.score_fn, DIM, t_end=t_end)
+    if isinstance(sampler, AdaptiveProbabilityFlowSampler):
+        steps = AdaptiveSteps(rtol=setting, atol=setting, max_steps=sampler.max_steps)
+    else:
+        steps = FixedSteps(int(setting), max_steps=MAX_NFE)  # one compilation for every step count
+    reference = config.sde.noised_target(_target(config), jnp.asarray(t_end, jnp.float32))
+    method = MonteCarlo(config.kl_samples)
+    kl = flow_kl(flow, reference, key=keys("kl", seed=seed), method=method, solver=sampler.solver, steps=steps,
+                 divergence=ExactTrace())
+    base = {**common, "n": config.kl_samples}
+    rows = [_row(metric="kl_model_target", value=kl.value, error=kl.error, t=t_end, method=kl.method, **base)]
+    if both_directions:
+        with jax.enable_x64(True):
+            x = theory.distributions.to_float64(reference).sample(keys("kl-target", seed=seed), config.kl_samples)
+            log_p = theory.distributions.to_float64(reference).log_prob(x)
+        result = flow_log_density(flow, x, solver=sampler.solver, steps=steps, divergence=ExactTrace())
+        log_q = np.asarray(result.log_density, np.float64)
+        if not np.all(np.isfinite(log_q)):
+            raise kit.Diverged(f"{common['sampler']} {common['score']} seed {seed}: non-finite log-density")
+        forward = monte_carlo_mean(np.asarray(log_p, np.float64) - log_q, "")
+        cross = monte_carlo_mean(-log_q, "")
+        label = f"Monte Carlo (n={config.kl_samples}) over target draws, {kl.method.split('; ', 1)[-1]}"
+        rows.append(_row(metric="kl_target_model", value=forward.value, error=forward.error, t=t_end,
+                         method="KL(p_t_end || q_ODE) = E_p[log p - log q], " + label, **base))
+        rows.append(_row(metric="cross_entropy", value=cross.value, error=cross.error, t=t_end,
+                         method="E_p[-log q_ODE], " + label, **base))
+    if not math.isfinite(kl.value):
+        raise kit.Diverged(f"{common['sampler']} {common['score']} seed {seed}: non-finite KL")
+    return rows
+
+
+_SOLVER_FAILURES = (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError)
+"""What a failed solve raises: diffrax's max-steps check is an Equinox runtime error
+(surfacing as a JaxRuntimeError on some backends)."""
+
+
+def _sampler_cell(config: Config, keys: kit.Keys, sampler: AbstractDiffusionSampler, kind: str, seed: int,
+                  progress: kit.Progress, network=None) -> list[dict[str, Any]]:
+    """Every budget of one sampler with one score on one seed: W1, mode statistics, the
+    spread error, wall time, the ODE KL (ODE samplers), and the snapshot clouds."""
     target = _target(config)
-    model = _models(config, holder.get() if kind == "learned" else None)[kind]
+    label = sampler_label(sampler)
+    model = _models(config, None if network is None else network[0])[kind]
     settings = sampler_settings(sampler, config.nfe_grid)
-    floor = _w1_floor(config.grid_modes, config.n_samples, config.floor_repeats, config.seeds[0])
-    # Compile once on the cheapest budget, untimed: n_steps and tolerances are traced, so
-    # the timed runs below reuse this compilation.
-    warm_x = _prior_points(config, config.seeds[0], config.n_samples)
-    cheapest = min(settings) if not isinstance(sampler, AdaptiveProbabilityFlowSampler) else max(settings)
-    jax.block_until_ready(sampler.sample(model, warm_x, key=_key(config.seeds[0], "noise"), budget=_budget(sampler, cheapest)))
+    t_end = _t_end(sampler)
+    spread_reference = _spread_reference(config.grid_modes, config.sde, _reference_time(sampler), config.seed)
+    x_init = _prior_points(config, keys, seed, config.n_samples)
+    reference = _reference_points(config, keys, seed)
+    noise_key = keys("noise", seed=seed)
     rows: list[dict[str, Any]] = []
-    outputs = {}
-    for seed in config.seeds:
-        x_init = _prior_points(config, seed, config.n_samples)
-        reference = _reference_points(config, seed)
-        w1_by_nfe = {}
+    outputs, shown = {}, {}
+    finest = max(settings) if not isinstance(sampler, AdaptiveProbabilityFlowSampler) else min(settings)
+    try:
+        # Compile once on the cheapest budget, untimed: step counts and tolerances are
+        # traced, so the timed runs below reuse this compilation.
+        cheapest = min(settings) if not isinstance(sampler, AdaptiveProbabilityFlowSampler) else max(settings)
+        jax.block_until_ready(sampler.sample(model, x_init, key=noise_key, budget=_budget(sampler, cheapest)))
         for setting in settings:
-            started = time.perf_counter()
-            output = jax.block_until_ready(sampler.sample(model, x_init, key=_key(seed, "noise"), budget=_budget(sampler, setting)))
-            wall = time.perf_counter() - started
+            # Wall time goes to the cell's record (phase "sample setting=S"), not into the
+            # rows: a cell's rows must be bit-identical across runs and sweeps.
+            with progress.phase(f"sample setting={setting:g}"):
+                output = jax.block_until_ready(sampler.sample(model, x_init, key=noise_key, budget=_budget(sampler, setting)))
             samples = np.asarray(output.samples, np.float64)
             nfe = float(np.mean(np.asarray(output.nfe)))
-            common = dict(sampler=sampler_label(sampler), score=kind, setting=float(setting), nfe=nfe, seed=seed)
-            if not np.all(np.isfinite(samples)):
-                rows.append(_row(metric="nonfinite_fraction", value=float(np.mean(~np.isfinite(samples).all(axis=1))),
-                                 n=samples.shape[0], **common))
-                continue
+            if not np.all(np.isfinite(samples)) or np.max(np.abs(samples)) > EXPLODED_RADIUS:
+                bad = float(np.mean(~(np.isfinite(samples).all(axis=1) & (np.abs(samples) <= EXPLODED_RADIUS).all(axis=1))))
+                raise kit.Diverged(f"{label} {kind} seed {seed} setting {setting:g}: {bad:.1%} of samples non-finite "
+                                   f"or beyond |x| = {EXPLODED_RADIUS:g}")
+            common = dict(sampler=label, score=kind, setting=float(setting), nfe=nfe, seed=seed)
             w1 = theory.wasserstein(samples, reference)
-            rows.append(_row(metric="w1", value=w1.value, error=w1.error, reference=floor.value,
-                             n=samples.shape[0], method=w1.method, **common))
-            w1_by_nfe[round(nfe)] = round(w1.value, 3)
-            rows.append(_row(metric="wall_time_s", value=wall, n=samples.shape[0],
-                             method="sampling only, after compilation", **common))
+            rows.append(_row(metric="w1", value=w1.value, error=w1.error, n=samples.shape[0], method=w1.method, **common))
+            shown[round(nfe)] = round(w1.value, 3)
             rows.append(_row(metric="nfe_max", value=float(np.max(np.asarray(output.nfe))), n=samples.shape[0], **common))
             rows += _mode_rows(target, samples, common)
-            if seed == config.seeds[0]:
-                outputs[float(setting)] = (nfe, samples[: config.snapshot_points], common)
-        progress.note(f"  {sampler_label(sampler)} {kind} seed={seed} | W1 by NFE {w1_by_nfe} (floor {floor.value:.3f})")
-    if outputs:
-        nfes = {setting: value[0] for setting, value in outputs.items()}
-        for setting in _snapshot_settings(sampler, tuple(outputs), nfes, config.snapshot_nfes):
-            _, points, common = outputs[setting]
-            rows += _position_rows(points, common, "sample_position")
+            rows.append(_spread_row(target, samples, spread_reference, common))
+            if _is_ode(sampler):
+                kl_common = dict(common)
+                rows += _kl_rows(config, keys, sampler, model, setting, seed, kl_common, both_directions=setting == finest)
+            outputs[float(setting)] = (nfe, samples[: config.snapshot_points], common)
+    except _SOLVER_FAILURES as error:
+        raise kit.Diverged(f"{label} {kind} seed {seed}: the solver failed ({type(error).__name__}: "
+                           f"{str(error).strip().splitlines()[0][:200]})") from None
+    progress.note(f"  {label} {kind} seed={seed} | W1 by NFE {shown}")
+    nfes = {setting: value[0] for setting, value in outputs.items()}
+    for setting in sorted(_snapshot_settings(tuple(outputs), nfes, config.snapshot_nfes)):
+        _, points, common = outputs[setting]
+        rows += _position_rows(points, common, "sample_position")
     return rows
 
 
-def _trajectory_cell(config: Config, holder: _NetworkHolder) -> list[dict[str, Any]]:
+def _trajectory_cell(config: Config, keys: kit.Keys, kind: str, network=None) -> list[dict[str, Any]]:
     """Reverse paths of the probability-flow ODE (Heun) and the reverse SDE
-    (Euler-Maruyama) from the same prior points, exact and learned scores."""
-    seed = config.seeds[0]
-    x_init = config.sde.prior(DIM).sample(_key(seed, "trajectory"), config.trajectory_points).astype(jnp.float32)
-    t_end = min(getattr(s, "t_end", 1e-3) for s in config.samplers)
-    t_end = max(t_end, config.train_t_min)
+    (Euler-Maruyama) from the same prior points and noise, with one score."""
+    x_init = config.sde.prior(DIM).sample(keys("trajectory"), config.trajectory_points).astype(jnp.float32)
+    t_end = config.training.t_min  # the network's training range ends there
+    model = _models(config, None if network is None else network[0])[kind]
+    paths = {
+        "pf_ode_heun": probability_flow_trajectories(
+            config.sde, model.score_fn, x_init, n_steps=config.trajectory_steps, t_end=t_end, solver=diffrax.Heun()
+        ),
+        "reverse_sde_euler_maruyama": reverse_sde_trajectories(
+            config.sde, model.score_fn, x_init, key=keys("trajectory-noise"), n_steps=config.trajectory_steps, t_end=t_end,
+        ),
+    }
     rows: list[dict[str, Any]] = []
-    for kind, model in _models(config, holder.get()).items():
-        paths = {
-            "pf_ode_heun": probability_flow_trajectories(
-                config.sde, model.score_fn, x_init, n_steps=config.trajectory_steps, t_end=t_end, solver=diffrax.Heun()
-            ),
-            "reverse_sde_euler_maruyama": reverse_sde_trajectories(
-                config.sde, model.score_fn, x_init, key=jax.random.fold_in(_key(seed, "trajectory"), 1),
-                n_steps=config.trajectory_steps, t_end=t_end,
-            ),
-        }
-        for label, trajectories in paths.items():
-            ts = np.asarray(trajectories.ts, np.float64)
-            xs = np.asarray(trajectories.xs, np.float64)
-            for point in range(xs.shape[0]):
-                for step in range(xs.shape[1]):
-                    for coordinate in range(DIM):
-                        rows.append(_row(sampler=label, score=kind, seed=seed, metric="trajectory_position",
-                                         point=point, step=step, t=float(ts[step]), coordinate=coordinate,
-                                         value=float(xs[point, step, coordinate])))
+    for label, trajectories in paths.items():
+        ts = np.asarray(trajectories.ts, np.float64)
+        xs = np.asarray(trajectories.xs, np.float64)
+        for point in range(xs.shape[0]):
+            for step in range(xs.shape[1]):
+                for coordinate in range(DIM):
+                    rows.append(_row(sampler=label, score=kind, metric="trajectory_position", point=point, step=step,
+                                     t=float(ts[step]), coordinate=coordinate, value=float(xs[point, step, coordinate])))
     return rows
 
 
-def cells(config: Config, store: ResultStore | None = None, progress: Progress | None = None
-          ) -> list[tuple[str, Callable[[], list[dict[str, Any]]]]]:
-    """The study's cells: floor, training, fisher, one per (sampler, score), trajectories."""
-    progress = progress if progress is not None else Progress(0)
-    holder = _NetworkHolder(config, store, progress)
-    result: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-        ("floor", lambda: _floor_cell(config)),
-        ("training", lambda: _training_cell(config, holder)),
-        ("fisher", lambda: _fisher_cell(config, holder)),
-    ]
+def _network_name(seed: int) -> str:
+    return f"network_seed={seed}.eqx"
+
+
+def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
+    """The sweep: floor; per seed training and Fisher/bound; one cell per (sampler, score,
+    seed); trajectories. Returns (cells, artifacts): one trained network per seed, passed
+    to the cells that need it under its artifact name."""
+    keys = kit.Keys(config.seed)
+    artifacts = [_network_artifact(config, keys, seed) for seed in config.seeds]
+    result = [kit.Cell("floor", lambda: _floor_cell(config, keys))]
+    for seed in config.seeds:
+        name = _network_name(seed)
+        result.append(kit.Cell(f"training_seed={seed}", lambda seed=seed, name=name, **needs: _training_cell(
+            config, seed, needs[name]), needs=(name,), coords={"seed": seed}))
+        result.append(kit.Cell(f"fisher_seed={seed}", lambda seed=seed, name=name, **needs: _fisher_cell(
+            config, keys, seed, needs[name]), needs=(name,), coords={"seed": seed}))
     for kind in ("exact", "learned"):
         for sampler in config.samplers:
-            result.append((f"sampler={sampler_label(sampler)}_score={kind}",
-                           lambda sampler=sampler, kind=kind: _sampler_cell(config, sampler, kind, holder, progress)))
-    result.append(("trajectories", lambda: _trajectory_cell(config, holder)))
-    return result
+            label = sampler_label(sampler)
+            for seed in config.seeds:
+                name = _network_name(seed) if kind == "learned" else None
+                result.append(kit.Cell(
+                    f"sampler={label}_score={kind}_seed={seed}",
+                    lambda sampler=sampler, kind=kind, seed=seed, name=name, **needs: _sampler_cell(
+                        config, keys, sampler, kind, seed, needs["progress"], needs.get(name)),
+                    needs=("progress",) + ((name,) if name else ()),
+                    coords={"sampler": label, "score": kind, "seed": seed},
+                ))
+    result.append(kit.Cell("trajectories_score=exact", lambda: _trajectory_cell(config, keys, "exact"), coords={"score": "exact"}))
+    first = _network_name(config.seeds[0])
+    result.append(kit.Cell(f"trajectories_score=learned_seed={config.seeds[0]}",
+                           lambda **needs: _trajectory_cell(config, keys, "learned", needs[first]),
+                           needs=(first,), coords={"score": "learned", "seed": config.seeds[0]}))
+    return result, artifacts
 
 
-def run(config: Config, store: ResultStore | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
     """Run every cell not yet saved, draw the figures (when saving), return the table.
 
     Args:
         config: the study's configuration (validated when it was built).
         store: where to save and resume; None keeps everything in memory (no figures).
+        runtime: the process's share of the sweep (kit.Runtime).
 
     Returns:
-        `Results` with the tidy table and the run directory.
+        `Results` with the tidy table, the run directory and the figure paths.
     """
-    started = time.perf_counter()
-    cell_list_ids = [cell_id for cell_id, _ in cells(config)]
-    already = sum(store.is_done(cell_id) for cell_id in cell_list_ids) if store is not None else 0
-    progress = Progress(len(cell_list_ids), already)
-    table = run_cells(store, cells(config, store, progress), progress=progress,
-                      metadata={"study": STUDY})
-    if store is None:
-        return Results(table=table)
-    if config.draw_figures:
-        # Imported here so that the study module never imports matplotlib.
-        from figures.reverse_diffusion import draw
+    runtime = runtime or kit.Runtime()
+    cell_list, artifacts = cells(config)
+    table = kit.run_cells(store, cell_list, artifacts=artifacts, process_index=runtime.process_index,
+                          process_count=runtime.process_count, metadata={"study": STUDY})
+    figures: tuple = ()
+    if store is not None and config.draw_figures:
+        from figures.reverse_diffusion import draw  # lazy: the study never imports matplotlib
 
-        for path in draw(store.run_dir):
-            progress.note(f"figure: {path}")
-    progress.note(f"total wall time {time.perf_counter() - started:.1f}s")
-    return Results(table=table, run_dir=store.run_dir)
+        figures = tuple(draw(store.run_dir))
+    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+
+
+# --------------------------------------------------------------------------------------
+# Headline numbers.
+
+
+def _per_seed(rows: pd.DataFrame) -> pd.Series:
+    return rows.set_index("seed")["value"]
+
+
+def _with_monte_carlo_floor(interval: kit.Interval, errors: np.ndarray) -> kit.Interval:
+    """The interval over seeds, its standard error raised to at least the pooled Monte Carlo
+    error of the mean of the per-seed estimates, sqrt(sum_s se_s^2) / R.
+
+    With 3 seeds the between-seed standard error is itself uncertain (a chi-square with 2
+    degrees of freedom): three seeds of an exact ODE sampler once agreed to 5e-4 on a
+    statistic whose per-seed error is 6e-3. The per-seed estimates' own errors are a floor.
+    """
+    errors = np.asarray(errors, np.float64)
+    errors = errors[np.isfinite(errors)]
+    if interval.n < 1 or errors.size == 0:
+        return interval
+    pooled = float(np.sqrt(np.sum(errors**2)) / errors.size)
+    if not math.isfinite(interval.error) or pooled > interval.error:
+        half = 1.959963984540054 * pooled
+        return dataclasses.replace(interval, error=pooled, low=interval.value - half, high=interval.value + half,
+                                   method=interval.method + ", s.e. raised to the pooled Monte Carlo error (normal)")
+    return interval
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per sampler and score, at the cheapest and the finest budget: W1, spread error and
+    (ODE samplers) KL(q || p_t_end), each a t-interval over seeds; for the learned score
+    also learned minus exact, paired by seed (same prior points, noise, reference and KL
+    draws). Diverged seeds are counted, never dropped.
+
+    Each interval's standard error is at least the pooled Monte Carlo error of the seeds'
+    estimates (`_with_monte_carlo_floor`). Columns: sampler, score, setting, nfe, then for each of w1, spread_error,
+    kl_model_target: the interval text, and gap_<metric> (learned - exact) text; plus
+    w1_floor.
+    """
+    if "metric" not in table.columns:
+        return pd.DataFrame()
+    floor = table[table["metric"] == "w1_floor"]
+    floor_text = f"{floor['value'].iloc[0]:.4f} ± {floor['error'].iloc[0]:.4f}" if len(floor) else "n/a"
+    diverged = table[table["metric"] == "diverged"]
+    w1 = table[table["metric"] == "w1"]
+    rows = []
+    for (sampler, score), group in w1.groupby(["sampler", "score"], sort=False):
+        budgets = group.groupby("setting")["nfe"].mean()
+        n_seeds = int(table[(table["sampler"] == sampler) & (table["score"] == score)]["seed"].nunique())
+        lost = diverged[(diverged.get("sampler") == sampler) & (diverged.get("score") == score)] if len(diverged) else diverged
+        for setting in dict.fromkeys((budgets.idxmin(), budgets.idxmax())):
+            entry = {"sampler": sampler, "score": score, "setting": float(setting), "nfe": float(budgets[setting])}
+            for metric in ("w1", "spread_error", "kl_model_target"):
+                rows_m = table[(table["metric"] == metric) & (table["sampler"] == sampler) & (table["setting"] == setting)]
+                mine = rows_m[rows_m["score"] == score]
+                if mine.empty:
+                    continue
+                values = np.concatenate([mine["value"].to_numpy(), np.full(len(lost), np.nan)])
+                entry[metric] = str(_with_monte_carlo_floor(kit.over_replicates(values), mine["error"].to_numpy()))
+                if score == "learned":
+                    exact = _per_seed(rows_m[rows_m["score"] == "exact"])
+                    learned = _per_seed(mine)
+                    seeds = sorted(set(exact.index) | set(learned.index) | set(lost["seed"].dropna().astype(int)))
+                    entry[f"gap_{metric}"] = str(kit.paired_difference(learned.reindex(seeds).to_numpy(),
+                                                                       exact.reindex(seeds).to_numpy()))
+            entry["seeds"] = n_seeds
+            entry["w1_floor"] = floor_text
+            rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def _step_size(sampler: str, setting: float, t_span: float) -> float:
+    """h: the interval (T - t_end, or the whole chain for DDPM/DDIM = 1) over the steps."""
+    return t_span / setting
+
+
+def convergence_orders(table: pd.DataFrame, *, metric: str = "spread_error", score: str = "exact",
+                       resolution: float = 3.0) -> pd.DataFrame:
+    """The measured convergence order of each fixed-step sampler: the log-log slope of
+    |error| against the step size h, fitted per seed (kit.slope_over_replicates), over the
+    budgets where the error is resolved: |mean over seeds| > resolution x its standard
+    error (over seeds, and at least the per-seed estimate's own error / sqrt(seeds)).
+
+    Returns one row per sampler: order (interval text), value, error, ci_low, ci_high,
+    n, n_diverged, budgets used (step counts), and h range.
+    """
+    rows = table[(table["metric"] == metric) & (table["score"] == score)]
+    if rows.empty:
+        return pd.DataFrame()
+    out = []
+    for sampler, group in rows.groupby("sampler", sort=False):
+        if sampler.endswith("_adaptive"):
+            continue  # its budget is a tolerance, not a step size
+        wide = group.pivot_table(index="seed", columns="setting", values="value")
+        errors = group.pivot_table(index="seed", columns="setting", values="error")
+        resolved = []
+        for setting in wide.columns:
+            interval = kit.over_replicates(wide[setting].to_numpy())
+            own = float(np.nanmean(errors[setting].to_numpy())) / math.sqrt(max(interval.n, 1))
+            scale = max(interval.error if math.isfinite(interval.error) else 0.0, own)
+            if abs(interval.value) > resolution * scale:
+                resolved.append(setting)
+        t_span = 1.0  # h in units of the whole time interval (equal for every sampler)
+        entry = {"sampler": sampler, "metric": metric, "score": score, "budgets": ",".join(f"{s:g}" for s in resolved)}
+        if len(resolved) >= 2:
+            h = [_step_size(sampler, s, t_span) for s in resolved]
+            slope = kit.slope_over_replicates(h, np.abs(wide[resolved].to_numpy()))
+            entry.update(slope.row())
+            entry["order"] = str(slope)
+        else:
+            entry["order"] = f"unresolved ({len(resolved)} budget(s) with |error| > {resolution:g} s.e.)"
+        out.append(entry)
+    return pd.DataFrame(out)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, run, print the headline numbers."""
-    invocation = parse_config(Config, PRESETS, argv, default_preset="quick")
-    results = run(invocation.config, invocation.open_store())
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(results.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    started = time.perf_counter()
+    results = kit.main(run, Config, PRESETS, argv)
+    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
+    for path in results.figures:
+        print(f"figure: {path}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 48):
+        print("\nMean ± s.e. [95% t-interval] over seeds; gap = learned - exact, paired by seed:")
+        print(results.summary().to_string(index=False))
+        for metric in ("spread_error", "kl_model_target"):
+            orders = convergence_orders(results.table, metric=metric)
+            if len(orders):
+                print(f"\nConvergence order from |{metric}| vs step size (exact score), slope per seed:")
+                print(orders[["sampler", "order", "budgets"]].to_string(index=False))
 
 
 if __name__ == "__main__":

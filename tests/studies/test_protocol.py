@@ -83,7 +83,34 @@ def _langevin() -> Case:
     )
 
 
-CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin}
+def _reverse_diffusion() -> Case:
+    study = importlib.import_module("studies.reverse_diffusion")
+    tiny = dataclasses.replace(
+        study.PRESETS["smoke"], samplers=study.parse_samplers("sde-em,ode-euler"), nfe_grid=(8,), n_samples=32,
+        kl_samples=16, bound_samples=16, fisher_samples=64, snapshot_nfes=(8,), snapshot_points=8,
+        training=study.parse_training("steps=40,record_every=20,batch_size=64"), draw_figures=True,
+    )
+    return Case(
+        module="reverse_diffusion",
+        tiny=tiny,
+        subsweep=dataclasses.replace(tiny, samplers=study.parse_samplers("ode-euler")),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--fisher-times", "0.5,0.5"), "fisher_times must not repeat"),
+            (("--fisher-times", "0.5,inf"), "fisher_times must be finite"),
+            (("--nfe-grid", "10,5000"), "nfe_grid must be <= 4096"),
+            (("--n-samples", "100000"), "n_samples must be <= 20000"),
+            (("--samplers", "sde-em,rk4"), "rk4"),
+            (("--grid-modes", "3"), "grid_modes must be one of"),
+            (("--network", "100000,3"), "width must be in"),
+            (("--training", "learning_rate=1e300"), "training.learning_rate must be in"),
+            (("--training", "steps=100,record_every=30"), "record_every must divide"),
+            (("--seed", "99999999999"), "seed must be <="),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
