@@ -135,7 +135,7 @@ def test_the_divergences_are_the_named_theory_functions():
     two_c = 2 * theory.lsgan_generator_value(theory.lsgan_optimal_discriminator(p, q), p, q, method=COARSE).value
     assert two_c == pytest.approx(2 * LeastSquares().exact_divergence(p, q, method=COARSE).value, rel=1e-12)
     # The minimax bound is (V + log 4) / 2 with V theory's GAN value.
-    value = theory.gan_value(theory.optimal_discriminator(p, q).logit, p, q, method=COARSE).value
+    value = theory.gan_value(theory.optimal_discriminator(p, q).logit, p, q, logit=True, method=COARSE).value
     bound = discriminator_bound(Minimax(), Minimax().optimal_raw_output(p, q), p, q, method=COARSE).value
     assert bound == pytest.approx((value + math.log(4.0)) / 2, rel=1e-12)
 

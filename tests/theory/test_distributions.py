@@ -381,7 +381,7 @@ def test_gan_value_of_a_float32_optimal_discriminator_is_2js_minus_log4():
     # weights). V(D*) = 2 JS - log 4 (Goodfellow et al. 2014, Thm. 1): both sides are
     # quadratures on the same grid, so they agree to the sum of their errors.
     for p, q in (_laws_built_without_x64()[:2], _laws_built_without_x64()[2:]):
-        value = theory.gan_value(theory.optimal_discriminator(p, q).logit, p, q)
+        value = theory.gan_value(theory.optimal_discriminator(p, q).logit, p, q, logit=True)
         js = theory.js(p, q)
         assert abs(value.value - (2 * js.value - math.log(4))) <= value.error + 2 * js.error
 
