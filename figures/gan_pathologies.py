@@ -55,9 +55,10 @@ def bounds_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pa
     fig, axes = plt.subplots(1, len(laws), figsize=(5.2 * len(laws), 3.8), squeeze=False, layout="constrained")
     widths = sorted(frame["width"].unique())
     styles = dict(zip(widths, ["-", "--", ":", "-."] * 4))
+    colours = {name: f"C{i}" for i, name in enumerate(sorted(frame["objective"].unique()))}  # one colour per objective
     for ax, law in zip(axes[0], laws):
         sub = frame[frame["law"] == law]
-        for i, name in enumerate(sorted(sub["objective"].unique())):
+        for name in sorted(sub["objective"].unique()):
             for width in widths:
                 cell = sub[(sub["objective"] == name) & (sub["width"] == width)]
                 exact = cell[cell["metric"] == "divergence_exact"]["value"]
@@ -66,15 +67,16 @@ def bounds_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pa
                     continue
                 estimate["value"] = estimate["value"] / float(exact.iloc[0])
                 band = _band(estimate, "d_step")
-                ax.plot(band["d_step"], band["mean"], styles[width], color=f"C{i}", label=f"{name}, width {int(width)}")
-                ax.fill_between(band["d_step"], band["mean"] - band["se"], band["mean"] + band["se"], color=f"C{i}", alpha=0.15)
+                ax.plot(band["d_step"], band["mean"], styles[width], color=colours[name], label=f"{name}, width {int(width)}")
+                ax.fill_between(band["d_step"], band["mean"] - band["se"], band["mean"] + band["se"], color=colours[name],
+                                alpha=0.15)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_ylim(-0.2, 1.1)
         ax.set_xlabel("discriminator steps")
         ax.set_ylabel("B(v) / Div(P, Q)")
         ax.set_title(f"{law} laws: the bound from below")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="upper left")
     fig.suptitle("Discriminator trained alone: variational bound over the exact divergence (quadrature); 1 = tight")
     return save_figure(fig, out_dir / "bounds_tightness")
 
