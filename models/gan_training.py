@@ -457,7 +457,10 @@ def generator_gradient_norm(
     Returns:
         The gradient norm, a float32 scalar.
     """
-    discriminator = jax.lax.stop_gradient(discriminator)
+    # Only the array leaves: the networks also hold activation functions, which
+    # stop_gradient (a tree map over every leaf) rejects.
+    dynamic, static = eqx.partition(discriminator, eqx.is_array)
+    discriminator = eqx.combine(jax.lax.stop_gradient(dynamic), static)
 
     def loss_fn(g):
         return objective.generator_loss(jax.vmap(discriminator)(generator_spec.sample(g, key, n)))

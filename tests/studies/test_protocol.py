@@ -110,7 +110,34 @@ def _reverse_diffusion() -> Case:
     )
 
 
-CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion}
+def _gan_pathologies() -> Case:
+    study = importlib.import_module("studies.gan_pathologies")
+    # Three of the five experiments (each compiles its own programs); test_gan_pathologies
+    # runs all five.
+    tiny = dataclasses.replace(study.PRESETS["smoke"], experiments=("js", "modes", "disconnected"), js_steps=2,
+                               js_thetas=(0.5,), mode_steps=2, eval_every=2, disconnected_steps=2, eval_points=32,
+                               n_train=64, mode_objectives=(study.OBJECTIVES["non-saturating"],), draw_figures=True)
+    return Case(
+        module="gan_pathologies",
+        tiny=tiny,
+        subsweep=dataclasses.replace(tiny, experiments=("js", "modes")),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--mode-grids", "3"), "K=3"),
+            (("--mode-objectives", "magic"), "magic"),
+            (("--bound-widths", "7"), "bound_widths must be even"),
+            (("--experiments", "bounds,nonsense"), "nonsense"),
+            (("--n-seeds", "1"), "n_seeds must be >= 2, got 1"),
+            (("--eval-every", "5000"), "eval_every must be <="),
+            (("--lr-generator", "-1"), "lr_generator must be > 0.0, got -1.0"),
+            (("--eval-points", "100000000"), "eval_points must be <= 20000"),
+            (("--grid-spacing", "0.5"), "grid_spacing must exceed"),
+            (("--js-thetas", "0.5,0.5"), "js_thetas must not repeat"),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion, "gan_pathologies": _gan_pathologies}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
