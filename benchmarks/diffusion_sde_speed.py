@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from models.epsilon_network import EpsilonMLP
+from models.epsilon_network import EpsilonMLPSpec
 from theory.diffusion_samplers import ScoreFromEpsilon, VirtualBrownianMotion, reverse_sde
 from theory.sde import VPSDE, ExactMarginalScore
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.score in ("exact", "both"):
         scores["exact"] = ExactMarginalScore(sde, target)
     if args.score in ("network", "both"):
-        network = EpsilonMLP(width=128, depth=3, data_scale=1.66).build(jax.random.fold_in(key, 2), 2, sde)
+        network = EpsilonMLPSpec(width=128, depth=3, data_scale=1.66).build(jax.random.fold_in(key, 2), 2, sde)
         scores["network"] = ScoreFromEpsilon(sde, network)
 
     print(f"jax {jax.__version__}, diffrax {diffrax.__version__}, backend {jax.default_backend()}, "

@@ -37,12 +37,12 @@ timeout 150 "$PY" - <<'PYEOF'
 import time
 import jax, jax.numpy as jnp
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.wgan import WGANTraining, init_replicas, train_replicas
 
 seeds, steps, total_steps, replica_runs = 5, 1000, 20_001, 3 * 4 * 4 * 5
-generator, critic, training = MLPGenerator(depth=7), BjorckGroupSort(depth=7), WGANTraining()
+generator, critic, training = MLPGeneratorSpec(depth=7), BjorckGroupSortSpec(depth=7), WGANTraining()
 keys = jax.random.split(jax.random.key(0), seeds)
 data = jnp.stack([theory.gaussian_grid(9).sample(k, 5000) for k in keys]).astype(jnp.float32)
 kw = dict(generator_spec=generator, critic_spec=critic, training=training)

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.wgan import WGANTraining, init_replicas, train_replicas
 
 
@@ -34,7 +34,7 @@ def main(argv=None) -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
 
-    generator, critic, training = MLPGenerator(depth=args.depth), BjorckGroupSort(depth=args.depth), WGANTraining()
+    generator, critic, training = MLPGeneratorSpec(depth=args.depth), BjorckGroupSortSpec(depth=args.depth), WGANTraining()
     target = theory.gaussian_grid(4)
     keys = jax.random.split(jax.random.key(0), args.seeds)
     data = jnp.stack([target.sample(k, 5000) for k in keys]).astype(jnp.float32)

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.wgan import WGANTraining, init_replicas, train_replicas
 
 WIDTH = 30
@@ -162,8 +162,8 @@ def main(argv=None) -> None:
     # times older revisions of models/ (for before/after comparisons).
     extras = {name: getattr(args, name) for name, default in (("init", "orthonormal"), ("project_iterations", 0))
               if getattr(args, name) != default}
-    critic_spec = BjorckGroupSort(depth=args.critic_depth, width=WIDTH, iterations=args.iterations, **extras)
-    generator_spec = MLPGenerator(depth=args.generator_depth, width=WIDTH)
+    critic_spec = BjorckGroupSortSpec(depth=args.critic_depth, width=WIDTH, iterations=args.iterations, **extras)
+    generator_spec = MLPGeneratorSpec(depth=args.generator_depth, width=WIDTH)
     mesh = None
     if args.devices is not None:
         from models.sharding import replica_mesh

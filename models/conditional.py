@@ -53,7 +53,7 @@ def _mlp(key, in_size, out_size, depth, width, activation):
     )
 
 
-class ConditionalMLPGenerator(eqx.Module):
+class ConditionalMLPGeneratorSpec(eqx.Module):
     """Spec of G(z, y) = MLP([z, one_hot(y)]), z ~ latent, with `depth` linear layers.
 
     Args:
@@ -87,7 +87,7 @@ class ConditionalMLPGenerator(eqx.Module):
         return jax.vmap(network)(z, labels)
 
 
-class ConditionalMLPDiscriminator(eqx.Module):
+class ConditionalMLPDiscriminatorSpec(eqx.Module):
     """Spec of D(x, y) = MLP([x, one_hot(y)]) with a raw scalar output; no penalty, no projection.
 
     Args:

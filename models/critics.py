@@ -1,7 +1,7 @@
 """WGAN critics D_q: GroupSort ("MaxMin") networks under four Lipschitz constraints.
 
 A critic is chosen in a config as a *spec*, a frozen hashable object such as
-``BjorckGroupSort(depth=5)``; ``spec.build(key, in_dim)`` returns the network, and the
+``BjorckGroupSortSpec(depth=5)``; ``spec.build(key, in_dim)`` returns the network, and the
 training loop calls ``spec.penalty`` (added to the critic loss) and ``spec.project``
 (after every optimiser step), so that no loop ever branches on the kind of critic.
 
@@ -328,10 +328,10 @@ class AbstractCriticSpec(eqx.Module):
 
 
 BJORCK_INITS = ("orthonormal", "public")
-"""The initialisations a ``BjorckGroupSort`` critic offers (see its docstring)."""
+"""The initialisations a ``BjorckGroupSortSpec`` critic offers (see its docstring)."""
 
 
-class BjorckGroupSort(AbstractCriticSpec):
+class BjorckGroupSortSpec(AbstractCriticSpec):
     """The paper's critic: Björck-orthonormalised linear layers and MaxMin activations.
 
     ``D(x) = L_q(maxmin(... maxmin(L_1(x))))`` with
@@ -435,7 +435,7 @@ def _build_unconstrained(key: PRNGKeyArray, in_dim: int, depth: int, width: int)
     return GroupSortMLP(tuple(layers))
 
 
-class GradientPenaltyMLP(AbstractCriticSpec):
+class GradientPenaltyMLPSpec(AbstractCriticSpec):
     """An unconstrained MaxMin critic trained with a gradient penalty (WGAN-GP).
 
     ``penalty = lambda * mean_i (||grad_x D(xhat_i)||_2 - 1)^2`` with
@@ -500,7 +500,7 @@ class GradientPenaltyMLP(AbstractCriticSpec):
         return critic
 
 
-class SpectralNormMLP(AbstractCriticSpec):
+class SpectralNormMLPSpec(AbstractCriticSpec):
     """A MaxMin critic whose weights are divided by their estimated spectral norms.
 
     ``L_k(h) = (W_k / sigma_hat_k) h + b_k``, ``sigma_hat_k = u_k^T W_k v_k`` (see
@@ -547,7 +547,7 @@ class SpectralNormMLP(AbstractCriticSpec):
         return eqx.tree_at(lambda c: c.layers, critic, layers)
 
 
-class WeightClippingMLP(AbstractCriticSpec):
+class WeightClippingMLPSpec(AbstractCriticSpec):
     """An unconstrained MaxMin critic whose parameters are clipped to a box (WGAN).
 
     ``project: theta -> clip(theta, -c, c)`` for every weight and bias entry. ``build``

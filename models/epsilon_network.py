@@ -1,6 +1,6 @@
 """A time-conditioned noise predictor eps_theta(x, t) and its training by the simple loss.
 
-The network is chosen in a config as a *spec*, ``EpsilonMLP(width=128, depth=3)``;
+The network is chosen in a config as a *spec*, ``EpsilonMLPSpec(width=128, depth=3)``;
 ``spec.build(key, dim, sde)`` returns an ``EpsilonNetwork``. It maps ONE point ``x`` of
 shape ``(d,)`` and a scalar time ``t`` of the forward SDE to a predicted noise of shape
 ``(d,)`` (``jax.vmap`` it over a batch), holds float32 parameters whatever
@@ -66,7 +66,7 @@ from theory.validation import check_count
 
 __all__ = [
     "PARAM_DTYPE",
-    "EpsilonMLP",
+    "EpsilonMLPSpec",
     "EpsilonNetwork",
     "EpsilonTraining",
     "SimpleLossBatches",
@@ -140,7 +140,7 @@ class EpsilonNetwork(eqx.Module):
         return ScoreFromEpsilon(self.sde, self)
 
 
-class EpsilonMLP(eqx.Module):
+class EpsilonMLPSpec(eqx.Module):
     """Spec of an ``EpsilonNetwork``: hashable, storable in a config.
 
     Args:
@@ -312,7 +312,7 @@ def train_epsilon_network(
     ``jax.random.split(key, steps // record_every)``.
 
     Args:
-        network: the initial network (``EpsilonMLP().build(key, d, sde)``).
+        network: the initial network (``EpsilonMLPSpec().build(key, d, sde)``).
         sample_data: (key, n) -> clean draws (n, d); an Equinox module (e.g. a
             ``MixtureOfGaussians``'s bound ``sample``) is traced, not baked in.
         key: PRNG key of the batches.

@@ -112,7 +112,7 @@ class AbstractGANObjective(eqx.Module):
         for method in ("build", "penalty", "project"):
             if not callable(getattr(spec, method, None)):
                 raise TypeError(
-                    f"discriminator_spec must have build, penalty and project (e.g. MLPDiscriminator(...)), "
+                    f"discriminator_spec must have build, penalty and project (e.g. MLPDiscriminatorSpec(...)), "
                     f"got {spec!r}"
                 )
 
@@ -533,7 +533,7 @@ class WGAN(AbstractGANObjective):
     def check_discriminator_spec(self, spec):
         if not isinstance(spec, AbstractCriticSpec):
             raise TypeError(
-                f"WGAN needs a Lipschitz critic spec from models.critics (e.g. BjorckGroupSort(depth=3)), got {spec!r}"
+                f"WGAN needs a Lipschitz critic spec from models.critics (e.g. BjorckGroupSortSpec(depth=3)), got {spec!r}"
             )
 
     def real_loss(self, v):

@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from models.conditional import ConditionalMLPDiscriminator, ConditionalMLPGenerator, LabelledData
+from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
 from models.gan_objectives import AbstractGANObjective
-from models.generator import MLPGenerator
+from models.generator import MLPGeneratorSpec
 from theory.distributions import AbstractDistribution
 
 # --------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class GANTraining(eqx.Module):
         return optax.adam(self.lr_generator, b1=self.adam_b1, b2=self.adam_b2)
 
 
-class MLPDiscriminator(eqx.Module):
+class MLPDiscriminatorSpec(eqx.Module):
     """Spec of a plain MLP discriminator x (d,) -> raw scalar v(x); no penalty, no projection.
 
     v = W_p s(... s(W_1 x + b_1) ...) + b_p with `depth` linear layers, each with its own
@@ -127,7 +127,7 @@ class Float32MLP(eqx.Module):
 class FrozenGenerator(eqx.Module):
     """A generator network held fixed, used as a source of fake samples."""
 
-    spec: MLPGenerator = eqx.field(static=True)
+    spec: MLPGeneratorSpec = eqx.field(static=True)
     network: eqx.Module
 
     def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
@@ -176,7 +176,7 @@ def _params(model):
 
 
 def _is_conditional(spec) -> bool:
-    return isinstance(spec, (ConditionalMLPGenerator, ConditionalMLPDiscriminator))
+    return isinstance(spec, (ConditionalMLPGeneratorSpec, ConditionalMLPDiscriminatorSpec))
 
 
 # --------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def _discriminator_update(discriminator, opt_state, real, real_labels, fake, key
     def loss_fn(network):
         v_real, v_fake = _raw(network, real, real_labels), _raw(network, fake, real_labels)
         loss = objective.discriminator_loss(v_real, v_fake)
-        # ConditionalMLPDiscriminator's penalty is zero (the critics' penalties read D(x) only).
+        # ConditionalMLPDiscriminatorSpec's penalty is zero (the critics' penalties read D(x) only).
         return loss + spec.penalty(network, real, fake, key=key), loss
 
     (total, loss), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(discriminator)
@@ -255,7 +255,7 @@ def _check_conditioning(data, generator_spec, discriminator_spec):
     labelled = isinstance(data, LabelledData)
     if not (labelled == _is_conditional(generator_spec) == _is_conditional(discriminator_spec)):
         raise TypeError(
-            "a conditional GAN needs LabelledData with ConditionalMLPGenerator and ConditionalMLPDiscriminator "
+            "a conditional GAN needs LabelledData with ConditionalMLPGeneratorSpec and ConditionalMLPDiscriminatorSpec "
             f"(and an unconditional one none of them), got data {type(data).__name__}, generator_spec "
             f"{type(generator_spec).__name__}, discriminator_spec {type(discriminator_spec).__name__}"
         )
@@ -307,9 +307,9 @@ def train_gan(
         key: PRNG key for this chunk of steps.
         n_steps: number of generator steps (static).
         objective: e.g. `NonSaturating()`, `FGAN(KullbackLeibler())`, `WGAN()`.
-        generator_spec: `MLPGenerator` or `ConditionalMLPGenerator`.
-        discriminator_spec: `MLPDiscriminator`, a critic spec of `models.critics`, or
-            `ConditionalMLPDiscriminator`.
+        generator_spec: `MLPGeneratorSpec` or `ConditionalMLPGeneratorSpec`.
+        discriminator_spec: `MLPDiscriminatorSpec`, a critic spec of `models.critics`, or
+            `ConditionalMLPDiscriminatorSpec`.
         training: optimiser settings.
 
     Returns:
@@ -441,7 +441,7 @@ def train_discriminator(
 
 @eqx.filter_jit
 def generator_gradient_norm(
-    generator, discriminator, key: PRNGKeyArray, *, objective: AbstractGANObjective, generator_spec: MLPGenerator, n: int
+    generator, discriminator, key: PRNGKeyArray, *, objective: AbstractGANObjective, generator_spec: MLPGeneratorSpec, n: int
 ) -> Float[Array, ""]:
     """||grad_theta L_G(theta)||_2 against a frozen discriminator, from n latent draws.
 
@@ -527,7 +527,7 @@ def train_discriminator_replicas(states, real, fake, keys, *, n_steps, objective
 
 
 @eqx.filter_jit
-def sample_replicas(generators, keys, *, generator_spec: MLPGenerator, n: int):
+def sample_replicas(generators, keys, *, generator_spec: MLPGeneratorSpec, n: int):
     """(R, n, d) draws, one batch per replica's (unconditional) generator."""
     return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)
 

@@ -44,7 +44,7 @@ class GaussianLatent(AbstractLatent):
         return jax.random.normal(key, shape, dtype=dtype)
 
 
-class MLPGenerator(eqx.Module):
+class MLPGeneratorSpec(eqx.Module):
     """Spec of a ReLU MLP generator with `depth` linear layers (depth >= 1).
 
     x = W_p relu(... relu(W_1 z + b_1) ...) + b_p, z ~ latent. Each layer has its own

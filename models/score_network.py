@@ -1,6 +1,6 @@
 """A noise-conditional score network s_theta(x, sigma) and its denoising score matching.
 
-The network is chosen in a config as a *spec*, ``ScoreMLP(width=128, hidden_layers=2)``;
+The network is chosen in a config as a *spec*, ``ScoreMLPSpec(width=128, hidden_layers=2)``;
 ``spec.build(key, dim)`` returns a ``NoiseConditionalMLP``. It maps ONE point ``x`` of
 shape ``(d,)`` and a scalar ``sigma`` to a score of shape ``(d,)`` (``jax.vmap`` it over
 a batch), holds float32 parameters whatever ``jax_enable_x64`` says, and computes in
@@ -53,7 +53,7 @@ __all__ = [
     "DSMBatches",
     "DSMTraining",
     "NoiseConditionalMLP",
-    "ScoreMLP",
+    "ScoreMLPSpec",
     "dsm_batch_loss",
     "dsm_loss",
     "dsm_loss_per_sample",
@@ -90,7 +90,7 @@ class NoiseConditionalMLP(eqx.Module):
         return self.layers[-1](h) / sigma
 
 
-class ScoreMLP(eqx.Module):
+class ScoreMLPSpec(eqx.Module):
     """Spec of a ``NoiseConditionalMLP``: hashable, storable in a config.
 
     Args:
@@ -264,7 +264,7 @@ def train_dsm(
     one compiled scan, float32.
 
     Args:
-        model: the initial network (e.g. ``ScoreMLP().build(key, 2)``).
+        model: the initial network (e.g. ``ScoreMLPSpec().build(key, 2)``).
         sample_clean: (key, n) -> clean draws (n, d); an Equinox module or
             ``eqx.Partial`` is traced (no recompilation for new data laws).
         sigmas: the noise levels, shape (L,).

@@ -25,7 +25,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from models import sharding
 from models.critics import AbstractCriticSpec
-from models.generator import MLPGenerator
+from models.generator import MLPGeneratorSpec
 
 
 class WGANTraining(eqx.Module):
@@ -83,7 +83,7 @@ def _params(model):
 
 def init_state(
     key: PRNGKeyArray,
-    generator_spec: MLPGenerator,
+    generator_spec: MLPGeneratorSpec,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
     data_dim: int,
@@ -113,7 +113,7 @@ def train_steps(
     key: PRNGKeyArray,
     *,
     n_steps: int | Int[Array, ""],
-    generator_spec: MLPGenerator,
+    generator_spec: MLPGeneratorSpec,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
     max_steps: int | None = None,
@@ -245,7 +245,7 @@ def train_replicas(
     keys: PRNGKeyArray,
     *,
     n_steps: int,
-    generator_spec: MLPGenerator,
+    generator_spec: MLPGeneratorSpec,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
     max_steps: int | None = None,
@@ -304,7 +304,7 @@ def _init_replicas_compiled(keys, *, generator_spec, critic_spec, training, data
 def init_replicas(
     keys: PRNGKeyArray,
     *,
-    generator_spec: MLPGenerator,
+    generator_spec: MLPGeneratorSpec,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
     data_dim: int,
@@ -324,7 +324,7 @@ def init_replicas(
 
 
 @eqx.filter_jit
-def sample_replicas(generators, keys, *, generator_spec: MLPGenerator, n: int):
+def sample_replicas(generators, keys, *, generator_spec: MLPGeneratorSpec, n: int):
     """(R, n, d) draws, one batch per replica's generator."""
     return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)
 

@@ -72,8 +72,8 @@ import pandas as pd
 import scipy.stats
 
 import theory
-from models.conditional import ConditionalMLPDiscriminator, ConditionalMLPGenerator, LabelledData
-from models.critics import BjorckGroupSort
+from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
+from models.critics import BjorckGroupSortSpec
 from models.gan_objectives import (
     FGAN,
     WGAN,
@@ -87,14 +87,14 @@ from models.gan_objectives import (
 from models.gan_training import (
     FrozenGenerator,
     GANTraining,
-    MLPDiscriminator,
+    MLPDiscriminatorSpec,
     generator_gradient_norm,
     init_discriminator_replicas,
     init_replicas,
     train_discriminator_replicas,
     train_replicas,
 )
-from models.generator import GaussianLatent, MLPGenerator
+from models.generator import GaussianLatent, MLPGeneratorSpec
 from studies import kit
 from studies.kit import config_field
 
@@ -303,16 +303,16 @@ class Config:
             batch_size=self.batch_size,
         )
 
-    def generator(self) -> MLPGenerator:
-        return MLPGenerator(depth=self.generator_depth, width=self.generator_width, latent_dim=self.latent_dim,
+    def generator(self) -> MLPGeneratorSpec:
+        return MLPGeneratorSpec(depth=self.generator_depth, width=self.generator_width, latent_dim=self.latent_dim,
                             latent=GaussianLatent())
 
     def discriminator(self, objective: AbstractGANObjective, width: int | None = None):
         """The discriminator spec an objective trains: a Lipschitz critic for WGAN, an MLP otherwise."""
         width = self.discriminator_width if width is None else width
         if isinstance(objective, WGAN):
-            return BjorckGroupSort(depth=self.discriminator_depth, width=width)
-        return MLPDiscriminator(depth=self.discriminator_depth, width=width)
+            return BjorckGroupSortSpec(depth=self.discriminator_depth, width=width)
+        return MLPDiscriminatorSpec(depth=self.discriminator_depth, width=width)
 
     def target(self, k: int) -> theory.MixtureOfGaussians:
         return grid_target(k, spacing=self.grid_spacing, variance=self.grid_variance)
@@ -667,9 +667,9 @@ class _GridRun:
         self.conditional = model == "conditional"
         self.training = config.training()
         if self.conditional:
-            self.generator_spec = ConditionalMLPGenerator(n_classes=k, depth=config.generator_depth, width=config.generator_width,
+            self.generator_spec = ConditionalMLPGeneratorSpec(n_classes=k, depth=config.generator_depth, width=config.generator_width,
                                                           latent_dim=config.latent_dim, latent=GaussianLatent())
-            self.discriminator_spec = ConditionalMLPDiscriminator(n_classes=k, depth=config.discriminator_depth,
+            self.discriminator_spec = ConditionalMLPDiscriminatorSpec(n_classes=k, depth=config.discriminator_depth,
                                                                   width=config.discriminator_width)
         else:
             self.generator_spec = config.generator()

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.score_network import DSMTraining, ScoreMLP, score_at_level, train_dsm
+from models.score_network import DSMTraining, ScoreMLPSpec, score_at_level, train_dsm
 from models.training import EMA, AdamSpec
 from studies import kit
 from studies.kit import config_field
@@ -246,12 +246,12 @@ def parse_schedule(text: str) -> AbstractNoiseSchedule:
     return schedules[kind](sigma_max=sigma_max, sigma_min=sigma_min, n_levels=int(n_levels))
 
 
-def parse_network(text: str) -> ScoreMLP:
+def parse_network(text: str) -> ScoreMLPSpec:
     """'WIDTH,HIDDEN_LAYERS,DATA_SCALE', e.g. '128,2,5'."""
     width, layers, scale = _numbers(text, 3)
     if width != int(width) or layers != int(layers):
         raise ValueError(f"width and hidden layers must be integers, got {text!r}")
-    return ScoreMLP(int(width), int(layers), scale)
+    return ScoreMLPSpec(int(width), int(layers), scale)
 
 
 def parse_point(text: str) -> tuple[float, float] | None:
@@ -365,8 +365,8 @@ class Config:
     confidence: float = config_field(0.95, "confidence level of every interval", low=0.5, high=0.9999)
     n_bootstrap: int = config_field(1000, "bootstrap resamples for the error of the histogram KL", low=2, high=10**5)
     learned: bool = config_field(True, "also train a score network per seed and run annealed Langevin with it")
-    network: ScoreMLP = config_field(
-        ScoreMLP(128, 2, 5.0),
+    network: ScoreMLPSpec = config_field(
+        ScoreMLPSpec(128, 2, 5.0),
         "noise-conditional MLP as WIDTH,HIDDEN_LAYERS,DATA_SCALE (softplus, output / sigma; "
         "width <= 4096, hidden layers <= 32)",
         parse=parse_network,
@@ -562,7 +562,7 @@ PRESETS: dict[str, Config] = {
         w1_every=30,
         floor_repeats=2,
         n_bootstrap=20,
-        network=ScoreMLP(8, 1, 5.0),
+        network=ScoreMLPSpec(8, 1, 5.0),
         training=DSMTraining(optimiser=AdamSpec(1e-3), steps=40, batch_size=32, record_every=20),
         fisher_samples=100,
         trajectory_chains=4,

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.epsilon_network import EpsilonMLP, EpsilonNetwork, EpsilonTraining, train_epsilon_network
+from models.epsilon_network import EpsilonMLPSpec, EpsilonNetwork, EpsilonTraining, train_epsilon_network
 from models.training import EMA, AdamSpec
 from studies import kit
 from studies.kit import config_field
@@ -232,7 +232,7 @@ NETWORK_BOUNDS = {"width": (1, 4096), "depth": (1, 16), "embedding_dim": (4, 102
 parameters and Adam state, within a 24 GiB device; the embedding is even."""
 
 
-def parse_network(text: str) -> EpsilonMLP:
+def parse_network(text: str) -> EpsilonMLPSpec:
     """'WIDTH,DEPTH' or 'WIDTH,DEPTH,EMBEDDING_DIM', e.g. '128,3' (data_scale of the 9-grid)."""
     try:
         values = [int(item) for item in text.split(",")]
@@ -244,7 +244,7 @@ def parse_network(text: str) -> EpsilonMLP:
         low, high = NETWORK_BOUNDS[name]
         if not low <= value <= high:
             raise ValueError(f"network {name} must be in [{low}, {high}], got {value}")
-    return EpsilonMLP(*values[:2], *(values[2:] or [32]), data_scale=GRID9_DATA_SCALE)
+    return EpsilonMLPSpec(*values[:2], *(values[2:] or [32]), data_scale=GRID9_DATA_SCALE)
 
 
 DEFAULT_TRAINING = EpsilonTraining(
@@ -342,8 +342,8 @@ class Config:
         low=2, high=20_000,
     )
     floor_repeats: int = config_field(5, "independent target-sample pairs behind the W1 sampling floor", low=2, high=1000)
-    network: EpsilonMLP = config_field(
-        EpsilonMLP(width=128, depth=3, embedding_dim=32, data_scale=GRID9_DATA_SCALE),
+    network: EpsilonMLPSpec = config_field(
+        EpsilonMLPSpec(width=128, depth=3, embedding_dim=32, data_scale=GRID9_DATA_SCALE),
         "eps_theta as WIDTH,DEPTH[,EMBEDDING_DIM] (SiLU MLP on [c_in(t) x, sinusoidal emb(t)]); width <= 4096, "
         "depth <= 16, embedding <= 1024",
         parse=parse_network,
@@ -454,7 +454,7 @@ PRESETS: dict[str, Config] = {
         n_samples=64,
         nfe_grid=(4, 16),
         samplers=tuple(SAMPLERS[name] for name in ("sde-em", "ode-euler", "ddim")),
-        network=EpsilonMLP(width=16, depth=1, embedding_dim=8, data_scale=1.66),
+        network=EpsilonMLPSpec(width=16, depth=1, embedding_dim=8, data_scale=1.66),
         training=EpsilonTraining(optimiser=AdamSpec(3e-3, clip_norm=1.0), steps=400, batch_size=128, t_min=1e-3,
                                  ema=EMA(0.99), record_every=100),
         fisher_times=(0.1, 1.0),

@@ -40,12 +40,12 @@ import pandas as pd
 import theory
 from models.critics import (
     AbstractCriticSpec,
-    BjorckGroupSort,
-    GradientPenaltyMLP,
-    SpectralNormMLP,
-    WeightClippingMLP,
+    BjorckGroupSortSpec,
+    GradientPenaltyMLPSpec,
+    SpectralNormMLPSpec,
+    WeightClippingMLPSpec,
 )
-from models.generator import AbstractLatent, GaussianLatent, MLPGenerator, UniformLatent
+from models.generator import AbstractLatent, GaussianLatent, MLPGeneratorSpec, UniformLatent
 from models.lipschitz import measure_lipschitz
 from models.sharding import replica_mesh
 from models.training import run_in_chunks
@@ -54,10 +54,10 @@ from studies import kit
 from studies.kit import config_field
 
 CRITICS: dict[str, AbstractCriticSpec] = {
-    "bjorck": BjorckGroupSort(depth=1),
-    "gradient-penalty": GradientPenaltyMLP(depth=1),
-    "spectral-norm": SpectralNormMLP(depth=1),
-    "weight-clipping": WeightClippingMLP(depth=1),
+    "bjorck": BjorckGroupSortSpec(depth=1),
+    "gradient-penalty": GradientPenaltyMLPSpec(depth=1),
+    "spectral-norm": SpectralNormMLPSpec(depth=1),
+    "weight-clipping": WeightClippingMLPSpec(depth=1),
 }
 """Command-line names of the critic families; each cell sets the depth to its q."""
 
@@ -77,7 +77,7 @@ class Config:
     generator_depths: tuple[int, ...] = config_field((2, 5), "p: generator depths (number of linear layers) to sweep", low=1, high=32)
     critic_depths: tuple[int, ...] = config_field((2, 5), "q: critic depths (number of linear layers) to sweep", low=1, high=32)
     critic: AbstractCriticSpec = config_field(
-        BjorckGroupSort(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS
+        BjorckGroupSortSpec(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS
     )
     generator_width: int = config_field(30, "hidden width of the generator", low=1, high=1024)
     latent_dim: int = config_field(1, "latent dimension of the generator", low=1, high=64)
@@ -118,8 +118,8 @@ class Config:
             batch_size=self.batch_size,
         )
 
-    def generator(self, depth: int) -> MLPGenerator:
-        return MLPGenerator(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
+    def generator(self, depth: int) -> MLPGeneratorSpec:
+        return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
 
     def critic_of_depth(self, depth: int) -> AbstractCriticSpec:
         return dataclasses.replace(self.critic, depth=depth)

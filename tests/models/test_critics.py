@@ -18,12 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.critics import (
-    BjorckGroupSort,
-    GradientPenaltyMLP,
+    BjorckGroupSortSpec,
+    GradientPenaltyMLPSpec,
     GroupSortMLP,
-    SpectralNormMLP,
+    SpectralNormMLPSpec,
     UnconstrainedLinear,
-    WeightClippingMLP,
+    WeightClippingMLPSpec,
     bjorck_orthonormalise,
     maxmin,
 )
@@ -32,10 +32,10 @@ from models.lipschitz import measure_lipschitz
 U32 = 2.0**-24  # float32 unit roundoff
 
 SMALL_SPECS = [
-    BjorckGroupSort(depth=3, width=4),
-    GradientPenaltyMLP(depth=3, width=4),
-    SpectralNormMLP(depth=3, width=4),
-    WeightClippingMLP(depth=3, width=4),
+    BjorckGroupSortSpec(depth=3, width=4),
+    GradientPenaltyMLPSpec(depth=3, width=4),
+    SpectralNormMLPSpec(depth=3, width=4),
+    WeightClippingMLPSpec(depth=3, width=4),
 ]
 SPEC_IDS = [type(spec).__name__ for spec in SMALL_SPECS]
 
@@ -111,35 +111,35 @@ def test_jitted_training_step_keeps_structure(spec, key):
 
 
 def test_specs_are_frozen_and_hashable():
-    assert len({BjorckGroupSort(depth=5), BjorckGroupSort(depth=5)}) == 1
-    assert BjorckGroupSort(depth=5) != BjorckGroupSort(depth=3)
-    assert BjorckGroupSort(depth=5) != GradientPenaltyMLP(depth=5)
-    assert BjorckGroupSort(depth=5).width == 30
+    assert len({BjorckGroupSortSpec(depth=5), BjorckGroupSortSpec(depth=5)}) == 1
+    assert BjorckGroupSortSpec(depth=5) != BjorckGroupSortSpec(depth=3)
+    assert BjorckGroupSortSpec(depth=5) != GradientPenaltyMLPSpec(depth=5)
+    assert BjorckGroupSortSpec(depth=5).width == 30
     with pytest.raises(dataclasses.FrozenInstanceError):
-        BjorckGroupSort(depth=5).depth = 3
+        BjorckGroupSortSpec(depth=5).depth = 3
 
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: BjorckGroupSort(depth=0), "depth must be >= 1, got 0"),
-        (lambda: GradientPenaltyMLP(depth=-2), "depth must be >= 1, got -2"),
-        (lambda: SpectralNormMLP(depth=3, width=7), "width must be even.*got 7"),
-        (lambda: WeightClippingMLP(depth=3, width=0), "width must be >= 2, got 0"),
-        (lambda: WeightClippingMLP(depth=3, clip=-0.01), "clip must be > 0, got -0.01"),
-        (lambda: WeightClippingMLP(depth=3, clip=0.0), "clip must be > 0, got 0.0"),
+        (lambda: BjorckGroupSortSpec(depth=0), "depth must be >= 1, got 0"),
+        (lambda: GradientPenaltyMLPSpec(depth=-2), "depth must be >= 1, got -2"),
+        (lambda: SpectralNormMLPSpec(depth=3, width=7), "width must be even.*got 7"),
+        (lambda: WeightClippingMLPSpec(depth=3, width=0), "width must be >= 2, got 0"),
+        (lambda: WeightClippingMLPSpec(depth=3, clip=-0.01), "clip must be > 0, got -0.01"),
+        (lambda: WeightClippingMLPSpec(depth=3, clip=0.0), "clip must be > 0, got 0.0"),
         (
-            lambda: GradientPenaltyMLP(depth=3, penalty_weight=-1.0),
+            lambda: GradientPenaltyMLPSpec(depth=3, penalty_weight=-1.0),
             "penalty_weight must be >= 0, got -1.0",
         ),
-        (lambda: BjorckGroupSort(depth=3, iterations=0), "iterations must be >= 1, got 0"),
-        (lambda: BjorckGroupSort(depth=3, beta=0.7), r"beta must be in \(0, 0.5\], got 0.7"),
+        (lambda: BjorckGroupSortSpec(depth=3, iterations=0), "iterations must be >= 1, got 0"),
+        (lambda: BjorckGroupSortSpec(depth=3, beta=0.7), r"beta must be in \(0, 0.5\], got 0.7"),
         (
-            lambda: SpectralNormMLP(depth=3, power_iterations=0),
+            lambda: SpectralNormMLPSpec(depth=3, power_iterations=0),
             "power_iterations must be >= 1, got 0",
         ),
         (
-            lambda: BjorckGroupSort(depth=3).build(jax.random.key(0), 0),
+            lambda: BjorckGroupSortSpec(depth=3).build(jax.random.key(0), 0),
             "in_dim must be >= 1, got 0",
         ),
     ],
@@ -151,7 +151,7 @@ def test_bad_arguments_raise_naming_the_argument(make, message):
 
 def test_non_integer_depth_is_a_type_error():
     with pytest.raises(TypeError, match="depth must be an integer, got 2.5"):
-        BjorckGroupSort(depth=2.5)
+        BjorckGroupSortSpec(depth=2.5)
 
 
 def test_maxmin_sorts_pairs_and_is_a_permutation():
@@ -168,7 +168,7 @@ def test_maxmin_sorts_pairs_and_is_a_permutation():
 
 
 def test_bjorck_orthogonal_init_starts_orthonormal(key):
-    critic = BjorckGroupSort(depth=4).build(key, 2)  # paper width 30, 3 iterations
+    critic = BjorckGroupSortSpec(depth=4).build(key, 2)  # paper width 30, 3 iterations
     for weight in critic.weight_matrices():
         # float32 orthogonal init is orthonormal to ~1e-7; 1e-3 is the brief's bound.
         np.testing.assert_allclose(_singular_values(weight), 1.0, atol=1e-3)
@@ -222,7 +222,7 @@ def test_bjorck_spectral_norm_never_exceeds_one(seed, shape, iterations, scale):
 
 @functools.cache
 def _paper_bjorck_critic() -> GroupSortMLP:
-    return BjorckGroupSort(depth=4).build(jax.random.key(1), 2)
+    return BjorckGroupSortSpec(depth=4).build(jax.random.key(1), 2)
 
 
 @eqx.filter_jit
@@ -274,7 +274,7 @@ def test_bjorck_inits_stay_one_lipschitz_after_training_updates_and_projection(i
     # effective weight has spectral norm <= 1 (float32 rounding, ~1e-6, allowed 1e-5).
     weight_key, update_key = jax.random.split(key)
     for project_iterations in (0, 2):
-        spec = BjorckGroupSort(depth=4, init=init, project_iterations=project_iterations)
+        spec = BjorckGroupSortSpec(depth=4, init=init, project_iterations=project_iterations)
         critic = spec.build(weight_key, 2)
         params, static = eqx.partition(critic, eqx.is_inexact_array)
         leaves, treedef = jax.tree.flatten(params)
@@ -288,7 +288,7 @@ def test_bjorck_public_init_starts_at_the_public_scale(key):
     # Orthogonal with gain 1/sqrt(fan_in), divided by sqrt(fan_out fan_in): singular
     # values 1 / (fan_in sqrt(fan_out)), then 3 steps of s -> 1.5 s - 0.5 s^3, each
     # x1.5 to within s^2/3 (< 1e-4 relative here).
-    critic = BjorckGroupSort(depth=3, init="public").build(key, 2)
+    critic = BjorckGroupSortSpec(depth=3, init="public").build(key, 2)
     for layer, weight in zip(critic.layers, critic.weight_matrices()):
         fan_out, fan_in = layer.weight.shape
         s0 = 1.0 / (fan_in * math.sqrt(fan_out))
@@ -302,7 +302,7 @@ def test_bjorck_carried_weights_stay_orthonormal_with_one_forward_iteration(key)
     # project_iterations carries W ~ polar(W) between steps: a small update moves the
     # singular values by delta ~ 1e-2, one projection step leaves ~1.5 delta^2 ~ 1e-4,
     # and the forward step again squares it: within the brief's 1e-3 of 1.
-    spec = BjorckGroupSort(depth=3, iterations=1, project_iterations=1)
+    spec = BjorckGroupSortSpec(depth=3, iterations=1, project_iterations=1)
     critic = spec.build(key, 2)
     for k in jax.random.split(key, 5):
         critic = spec.project(jax.tree.map(lambda a: a + 1e-2 * jax.random.normal(k, a.shape, a.dtype) / math.sqrt(a.size) if eqx.is_inexact_array(a) else a, critic))
@@ -312,9 +312,9 @@ def test_bjorck_carried_weights_stay_orthonormal_with_one_forward_iteration(key)
 
 def test_bjorck_rejects_an_unknown_init():
     with pytest.raises(ValueError, match="init"):
-        BjorckGroupSort(depth=2, init="xavier")
+        BjorckGroupSortSpec(depth=2, init="xavier")
     with pytest.raises(ValueError, match="project_iterations"):
-        BjorckGroupSort(depth=2, project_iterations=-1)
+        BjorckGroupSortSpec(depth=2, project_iterations=-1)
 
 
 # --------------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def _gradient_penalty(spec, critic, real, fake, key):
 def test_gradient_penalty_of_a_linear_critic(radius, angle, penalty_weight, seed):
     # grad D = w everywhere, so the penalty is lambda (||w|| - 1)^2 whatever the
     # interpolates: 0 exactly when ||w|| = 1.
-    spec = GradientPenaltyMLP(depth=1, penalty_weight=penalty_weight)
+    spec = GradientPenaltyMLPSpec(depth=1, penalty_weight=penalty_weight)
     critic = _linear_critic([radius * math.cos(angle), radius * math.sin(angle)])
     data_key, penalty_key = jax.random.split(jax.random.key(seed))
     real, fake = 2.0 * jax.random.normal(data_key, (2, 8, 2))
@@ -374,7 +374,7 @@ def test_gradient_penalty_draws_one_interpolation_weight_per_sample(key):
     # has x_1 = 2t - 1 and (||grad D|| - 1)^2 = 1{t < 1/2}: the penalty is lambda times
     # the fraction of t_i below 1/2, whose mean is 1/2 and standard deviation
     # 0.5 / sqrt(B) for independent t_i ~ U[0, 1] (a shared t would give 0 or lambda).
-    spec = GradientPenaltyMLP(depth=2, width=2, penalty_weight=10.0)
+    spec = GradientPenaltyMLPSpec(depth=2, width=2, penalty_weight=10.0)
     critic, batch = _relu_critic(), 4096
     noise_key, penalty_key = jax.random.split(key)
     other = jax.random.normal(noise_key, (batch, 1))
@@ -388,9 +388,9 @@ def test_gradient_penalty_draws_one_interpolation_weight_per_sample(key):
 
 
 def test_gradient_penalty_rejects_mismatched_batches(key):
-    critic = GradientPenaltyMLP(depth=2, width=2).build(key, 2)
+    critic = GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
     with pytest.raises(ValueError, match="real and fake"):
-        GradientPenaltyMLP(depth=2, width=2).penalty(
+        GradientPenaltyMLPSpec(depth=2, width=2).penalty(
             critic, jnp.zeros((4, 2)), jnp.zeros((3, 2)), key=key
         )
 
@@ -400,7 +400,7 @@ def test_gradient_penalty_rejects_mismatched_batches(key):
 
 
 def test_spectral_norm_power_iteration_converges(key):
-    spec = SpectralNormMLP(depth=3, width=8, power_iterations=100)
+    spec = SpectralNormMLPSpec(depth=3, width=8, power_iterations=100)
     critic = spec.build(key, 2)
     for layer in critic.layers:
         # u^T W v with unit u, v never exceeds sigma_max (float32 allowance 1e-6).
@@ -417,7 +417,7 @@ def test_spectral_norm_power_iteration_converges(key):
 
 def test_spectral_norm_gradient_treats_u_and_v_as_constants(key):
     # d(u^T W v)/dW = u v^T when u and v are held fixed (Miyato et al., eq. 12).
-    layer = SpectralNormMLP(depth=2, width=4).build(key, 3).layers[0]
+    layer = SpectralNormMLPSpec(depth=2, width=4).build(key, 3).layers[0]
     grad = eqx.filter_grad(lambda lyr: lyr.spectral_norm_estimate())(layer)
     v = layer.weight.T @ layer.u
     v = v / jnp.linalg.norm(v)
@@ -431,8 +431,8 @@ def test_spectral_norm_gradient_treats_u_and_v_as_constants(key):
 
 @pytest.mark.parametrize("clip", [0.01, 0.3])
 def test_weight_clipping_projects_onto_the_box(clip, key):
-    spec = WeightClippingMLP(depth=3, width=4, clip=clip)
-    big = jax.tree.map(lambda a: 2 * a, GradientPenaltyMLP(depth=3, width=4).build(key, 2))
+    spec = WeightClippingMLPSpec(depth=3, width=4, clip=clip)
+    big = jax.tree.map(lambda a: 2 * a, GradientPenaltyMLPSpec(depth=3, width=4).build(key, 2))
     clipped = spec.project(big)
     for before, after in zip(jax.tree.leaves(big), jax.tree.leaves(clipped)):
         before, after = np.asarray(before), np.asarray(after)

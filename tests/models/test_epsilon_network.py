@@ -13,7 +13,7 @@ from hypothesis import given
 
 import theory
 from models.epsilon_network import (
-    EpsilonMLP,
+    EpsilonMLPSpec,
     EpsilonTraining,
     simple_loss,
     sinusoidal_embedding,
@@ -27,7 +27,7 @@ SDE = VPSDE()
 
 
 def test_network_maps_one_point_to_a_float32_noise(key):
-    network = EpsilonMLP(width=16, depth=2, embedding_dim=8).build(key, 3, SDE)
+    network = EpsilonMLPSpec(width=16, depth=2, embedding_dim=8).build(key, 3, SDE)
     out = network(jnp.ones(3, jnp.float64), jnp.asarray(0.5, jnp.float64))
     assert out.shape == (3,) and out.dtype == jnp.float32
     batch = jax.vmap(network)(jnp.ones((5, 3)), jnp.linspace(0.1, 1.0, 5))
@@ -47,7 +47,7 @@ def test_sinusoidal_embedding_has_unit_pairs(t):
 
 
 def test_as_score_divides_by_the_marginal_std(key):
-    network = EpsilonMLP(width=16, depth=1, embedding_dim=8).build(key, 2, SDE)
+    network = EpsilonMLPSpec(width=16, depth=1, embedding_dim=8).build(key, 2, SDE)
     x, t = jnp.asarray([0.3, -0.7]), jnp.asarray(0.2)
     expected = -network(x, t) / SDE.marginal_std(t)
     np.testing.assert_allclose(network.as_score()(x, t), expected, rtol=1e-6)
@@ -61,7 +61,7 @@ def test_simple_loss_is_irreducible_loss_plus_weighted_fisher(key):
     A wrongly noised x_t would break the identity (eps* would not be the minimiser)."""
     target = theory.gaussian_grid(4)
     exact = EpsilonFromScore(SDE, ExactMarginalScore(SDE, target))
-    network = EpsilonMLP(width=16, depth=1, embedding_dim=8).build(key, 2, SDE)
+    network = EpsilonMLPSpec(width=16, depth=1, embedding_dim=8).build(key, 2, SDE)
     n = 40_000
     k_x, k_t, k_e = jax.random.split(jax.random.fold_in(key, 7), 3)
     x0 = target.sample(k_x, n)
@@ -92,7 +92,7 @@ def test_training_learns_the_score(key):
     draws) to below a tenth of the untrained network's; a smoke test of the training
     loop (fixed seeds), not a statement about convergence rates."""
     target = theory.gaussian_grid(2)
-    network = EpsilonMLP(width=64, depth=2, embedding_dim=16, data_scale=2.0).build(key, 2, SDE)
+    network = EpsilonMLPSpec(width=64, depth=2, embedding_dim=16, data_scale=2.0).build(key, 2, SDE)
     training = EpsilonTraining(optimiser=AdamSpec(3e-3, clip_norm=1.0), steps=600, batch_size=256, record_every=200,
                                ema=None)
     reported = []
@@ -116,7 +116,7 @@ def test_training_learns_the_score(key):
 def test_network_normalises_its_input_for_any_sde(key):
     """c_in(t) = 1 / sqrt(m^2 sigma_data^2 + s^2): for the VE SDE at t = 1 (s = 50) the
     first layer sees x / 50, so a far point gives the same output as VP's unit-scale one."""
-    spec = EpsilonMLP(width=8, depth=1, embedding_dim=8, data_scale=1.0)
+    spec = EpsilonMLPSpec(width=8, depth=1, embedding_dim=8, data_scale=1.0)
     ve = VESDE()
     network = spec.build(key, 2, ve)
     scale = float(jax.lax.rsqrt(ve.marginal_scale(1.0) ** 2 + ve.marginal_std(1.0) ** 2))
@@ -129,9 +129,9 @@ def test_network_normalises_its_input_for_any_sde(key):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: EpsilonMLP(width=0), "width"),
-        (lambda: EpsilonMLP(embedding_dim=7), "embedding_dim"),
-        (lambda: EpsilonMLP(data_scale=-1.0), "data_scale"),
+        (lambda: EpsilonMLPSpec(width=0), "width"),
+        (lambda: EpsilonMLPSpec(embedding_dim=7), "embedding_dim"),
+        (lambda: EpsilonMLPSpec(data_scale=-1.0), "data_scale"),
         (lambda: EpsilonTraining(steps=100, record_every=30), "record_every must divide steps=100, got 30"),
         (lambda: EpsilonTraining(optimiser=AdamSpec(float("inf"))), "learning_rate"),
         (lambda: EpsilonTraining(ema=EMA(1.0)), "decay"),
@@ -147,7 +147,7 @@ def test_bad_settings_are_named(make, match):
 def test_a_wrong_kind_of_setting_is_a_type_error():
     # theory.validation: TypeError for the wrong kind (a bool is not a count), ValueError for a bad value.
     with pytest.raises(TypeError, match="width must be an integer"):
-        EpsilonMLP(width=True)
+        EpsilonMLPSpec(width=True)
 
 
 def test_training_returns_the_moving_average_beside_the_last_iterate(key):
@@ -155,11 +155,11 @@ def test_training_returns_the_moving_average_beside_the_last_iterate(key):
     and they differ (the average's closed form is tested in tests/models/test_training.py);
     a t_min beyond the SDE's horizon is rejected before training."""
     target = theory.gaussian_grid(2)
-    network = EpsilonMLP(width=8, depth=1, embedding_dim=8).build(key, 2, SDE)
+    network = EpsilonMLPSpec(width=8, depth=1, embedding_dim=8).build(key, 2, SDE)
     result = train_epsilon_network(network, target.sample, key=key,
                                    training=EpsilonTraining(steps=20, batch_size=16, record_every=10, ema=EMA(0.9)))
     assert result.steps.tolist() == [10, 20] and int(result.state.step) == 20
     assert result.ema_model is not None and not eqx.tree_equal(result.model, result.ema_model)
     with pytest.raises(ValueError, match="t_min must be < T=0.5"):
-        short = EpsilonMLP(width=8, depth=1, embedding_dim=8).build(key, 2, VPSDE(t_max=0.5))
+        short = EpsilonMLPSpec(width=8, depth=1, embedding_dim=8).build(key, 2, VPSDE(t_max=0.5))
         train_epsilon_network(short, target.sample, key=key, training=EpsilonTraining(t_min=0.7, steps=10, record_every=10))

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import theory
-from models.critics import BjorckGroupSort
+from models.critics import BjorckGroupSortSpec
 from models.gan_objectives import (
     FGAN,
     TABLE2_ACTIVATIONS,
@@ -33,7 +33,7 @@ from models.gan_objectives import (
     discriminator_bound,
     table2_activation,
 )
-from models.gan_training import MLPDiscriminator
+from models.gan_training import MLPDiscriminatorSpec
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -229,9 +229,9 @@ def test_wgan_w1_matches_closed_forms():
 
 
 def test_wgan_needs_a_lipschitz_critic_and_1d_laws():
-    WGAN().check_discriminator_spec(BjorckGroupSort(depth=2))
+    WGAN().check_discriminator_spec(BjorckGroupSortSpec(depth=2))
     with pytest.raises(TypeError, match="Lipschitz critic"):
-        WGAN().check_discriminator_spec(MLPDiscriminator())
+        WGAN().check_discriminator_spec(MLPDiscriminatorSpec())
     two_d = theory.Gaussian(jnp.zeros(2), jnp.eye(2))
     with pytest.raises(ValueError, match="1-D"):
         WGAN().exact_divergence(two_d, two_d)

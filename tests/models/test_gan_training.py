@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 import theory
-from models.conditional import ConditionalMLPDiscriminator, ConditionalMLPGenerator, LabelledData
-from models.critics import BjorckGroupSort
+from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
+from models.critics import BjorckGroupSortSpec
 from models.gan_objectives import FGAN, WGAN, Hinge, LeastSquares, Minimax, NonSaturating, discriminator_bound
 from models.gan_training import (
     GANTraining,
-    MLPDiscriminator,
+    MLPDiscriminatorSpec,
     discriminator_values,
     generator_gradient_norm,
     init_discriminator_replicas,
@@ -35,7 +35,7 @@ from models.gan_training import (
     train_gan,
     train_replicas,
 )
-from models.generator import MLPGenerator
+from models.generator import MLPGeneratorSpec
 
 P = theory.Gaussian(jnp.array([1.0]), jnp.eye(1))
 Q = theory.Gaussian(jnp.array([-1.0]), jnp.eye(1))
@@ -103,7 +103,7 @@ def _check_quadratic_fit(objective, raw, v_star, budget):
 
 def test_a_cross_entropy_discriminator_trained_alone_reaches_d_star_and_js():
     objective = Minimax()
-    network, losses = _train_alone(objective, MLPDiscriminator(depth=3, width=32), jax.random.key(0))
+    network, losses = _train_alone(objective, MLPDiscriminatorSpec(depth=3, width=32), jax.random.key(0))
     raw, v_star, budget = _check_trained_bound(objective, network)
     _check_quadratic_fit(objective, raw, v_star, budget)
     # The batch estimates of the last 200 steps average to the divergence within their
@@ -118,7 +118,7 @@ def test_a_cross_entropy_discriminator_trained_alone_reaches_d_star_and_js():
     "objective", [LeastSquares(), FGAN(theory.KullbackLeibler()), FGAN(theory.SquaredHellinger())], ids=["LSGAN", "KL", "Hellinger"]
 )
 def test_smooth_discriminators_trained_alone_reach_their_optimum(objective):
-    network, _ = _train_alone(objective, MLPDiscriminator(depth=3, width=32), jax.random.key(0))
+    network, _ = _train_alone(objective, MLPDiscriminatorSpec(depth=3, width=32), jax.random.key(0))
     raw, v_star, budget = _check_trained_bound(objective, network)
     _check_quadratic_fit(objective, raw, v_star, budget)
 
@@ -127,21 +127,21 @@ def test_smooth_discriminators_trained_alone_reach_their_optimum(objective):
 def test_a_hinge_discriminator_trained_alone_reaches_total_variation():
     # v* = sign(p - q) is discontinuous and the loss piecewise linear (no curvature), so
     # only the bound is compared: the gap is int |p - q| |v - v*| / 2 inside [-1, 1].
-    network, _ = _train_alone(Hinge(), MLPDiscriminator(depth=3, width=32), jax.random.key(0))
+    network, _ = _train_alone(Hinge(), MLPDiscriminatorSpec(depth=3, width=32), jax.random.key(0))
     _check_trained_bound(Hinge(), network)
 
 
 @pytest.mark.slow
 def test_a_bjorck_critic_trained_alone_reaches_w1():
-    network, _ = _train_alone(WGAN(), BjorckGroupSort(depth=2, width=16), jax.random.key(0))
+    network, _ = _train_alone(WGAN(), BjorckGroupSortSpec(depth=2, width=16), jax.random.key(0))
     _check_trained_bound(WGAN(), network)
 
 
 # --------------------------------------------------------------------------------------
 # Replicas.
 
-GENERATOR = MLPGenerator(depth=2, width=8)
-DISCRIMINATOR = MLPDiscriminator(depth=2, width=8)
+GENERATOR = MLPGeneratorSpec(depth=2, width=8)
+DISCRIMINATOR = MLPDiscriminatorSpec(depth=2, width=8)
 SMALL = GANTraining(batch_size=32)
 
 
@@ -213,7 +213,7 @@ def test_generator_gradient_norms_scale_as_the_cost_slopes():
     # the same v = w c + b and grad L_G = c'(v) w (d/dtheta of G, the same for all z):
     # the norms are |c'(v)| times one common vector's norm. c'(v) is -sigmoid(v)
     # (saturating), -sigmoid(-v) (non-saturating) and -1 (WGAN).
-    spec = MLPGenerator(depth=1, width=4)
+    spec = MLPGeneratorSpec(depth=1, width=4)
     generator = spec.build(jax.random.key(0), 1)
     generator = eqx.tree_at(lambda g: g.layers[0].weight, generator, jnp.zeros_like(generator.layers[0].weight))
     discriminator = _Affine(w=0.5, b=-12.0)  # v = 0.5 c - 12, D(G(z)) ~ 6e-6: confidently rejected
@@ -236,7 +236,7 @@ MODES = (-3.0, 3.0)
 
 
 def test_the_conditional_generator_reads_its_label_at_init():
-    spec = ConditionalMLPGenerator(n_classes=2, depth=2, width=8)
+    spec = ConditionalMLPGeneratorSpec(n_classes=2, depth=2, width=8)
     network = spec.build(jax.random.key(0), 1)
     z = jnp.linspace(-1, 1, 16)[:, None].astype(jnp.float32)
     out0 = jax.vmap(network)(z, jnp.zeros(16, jnp.int32))
@@ -252,8 +252,8 @@ def test_after_brief_training_each_label_sits_at_its_own_mode():
     labels = jax.random.bernoulli(key_data, 0.5, (n,)).astype(jnp.int32)
     points = jnp.asarray(MODES)[labels][:, None] + 0.3 * jax.random.normal(jax.random.fold_in(key_data, 1), (n, 1))
     data = LabelledData(points, labels, n_classes=2)
-    generator_spec = ConditionalMLPGenerator(n_classes=2, depth=3, width=32)
-    discriminator_spec = ConditionalMLPDiscriminator(n_classes=2, depth=3, width=32)
+    generator_spec = ConditionalMLPGeneratorSpec(n_classes=2, depth=3, width=32)
+    discriminator_spec = ConditionalMLPDiscriminatorSpec(n_classes=2, depth=3, width=32)
     training = GANTraining(lr_discriminator=2e-3, lr_generator=2e-3, batch_size=128)
     state = init_gan_state(key_init, generator_spec=generator_spec, discriminator_spec=discriminator_spec, training=training, data_dim=1)
     state, losses = train_gan(

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.generator import GaussianLatent, MLPGenerator, UniformLatent
+from models.generator import GaussianLatent, MLPGeneratorSpec, UniformLatent
 
 
 @pytest.mark.parametrize("depth", [1, 2, 5])
 def test_depth_counts_linear_layers_each_with_its_own_weights(key, depth):
-    network = MLPGenerator(depth=depth).build(key, 2)
+    network = MLPGeneratorSpec(depth=depth).build(key, 2)
     linears = [layer for layer in network.layers if isinstance(layer, eqx.nn.Linear)]
     assert len(linears) == depth
     weights = [layer.weight for layer in linears]
@@ -24,7 +24,7 @@ def test_depth_counts_linear_layers_each_with_its_own_weights(key, depth):
 
 
 def test_samples_have_the_data_shape_and_uniform_latents_stay_in_range(key):
-    spec = MLPGenerator(depth=3, latent_dim=2)
+    spec = MLPGeneratorSpec(depth=3, latent_dim=2)
     network = spec.build(key, 2)
     x = spec.sample(network, jax.random.key(1), 100)
     assert x.shape == (100, 2) and x.dtype == jnp.float32
@@ -46,7 +46,7 @@ def test_samples_have_the_data_shape_and_uniform_latents_stay_in_range(key):
 )
 def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        MLPGenerator(**kwargs)
+        MLPGeneratorSpec(**kwargs)
 
 
 def test_uniform_latent_needs_an_interval():

@@ -11,12 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.critics import (
-    BjorckGroupSort,
-    GradientPenaltyMLP,
+    BjorckGroupSortSpec,
+    GradientPenaltyMLPSpec,
     GroupSortMLP,
-    SpectralNormMLP,
+    SpectralNormMLPSpec,
     UnconstrainedLinear,
-    WeightClippingMLP,
+    WeightClippingMLPSpec,
 )
 from models.lipschitz import measure_lipschitz
 from theory import LipschitzEstimate
@@ -25,10 +25,10 @@ from theory import LipschitzEstimate
 @pytest.mark.parametrize(
     "spec",
     [
-        BjorckGroupSort(depth=1),
-        GradientPenaltyMLP(depth=1),
-        SpectralNormMLP(depth=1),
-        WeightClippingMLP(depth=1, clip=0.5),
+        BjorckGroupSortSpec(depth=1),
+        GradientPenaltyMLPSpec(depth=1),
+        SpectralNormMLPSpec(depth=1),
+        WeightClippingMLPSpec(depth=1, clip=0.5),
     ],
     ids=lambda spec: type(spec).__name__,
 )
@@ -49,10 +49,10 @@ def test_bounds_coincide_on_a_linear_critic(spec, key):
     seed=st.integers(0, 2**31 - 1),
     spec=st.sampled_from(
         [
-            GradientPenaltyMLP(depth=2, width=4),
-            GradientPenaltyMLP(depth=4, width=6),
-            SpectralNormMLP(depth=3, width=4),
-            BjorckGroupSort(depth=3, width=4),
+            GradientPenaltyMLPSpec(depth=2, width=4),
+            GradientPenaltyMLPSpec(depth=4, width=6),
+            SpectralNormMLPSpec(depth=3, width=4),
+            BjorckGroupSortSpec(depth=3, width=4),
         ]
     ),
 )
@@ -70,7 +70,7 @@ def test_gradient_norm_never_exceeds_spectral_bound(seed, spec):
 def test_both_bounds_scale_with_the_output_layer(scale):
     # Multiplying the last layer by c multiplies D's gradient and the last spectral norm
     # by |c|; float32 rounding of c * W is relative ~u, so rtol 1e-5.
-    critic = GradientPenaltyMLP(depth=3, width=4).build(jax.random.key(3), 2)
+    critic = GradientPenaltyMLPSpec(depth=3, width=4).build(jax.random.key(3), 2)
     scaled = eqx.tree_at(lambda c: c.layers[-1].weight, critic, scale * critic.layers[-1].weight)
     probes = jax.random.normal(jax.random.key(4), (32, 2))
     base, after = measure_lipschitz(critic, probes), measure_lipschitz(scaled, probes)
@@ -105,13 +105,13 @@ def test_closed_form_relu_critic():
 
 @pytest.mark.parametrize("shape", [(2,), (0, 2), (2, 2, 2)])
 def test_bad_probes_raise(shape, key):
-    critic = GradientPenaltyMLP(depth=2, width=2).build(key, 2)
+    critic = GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
     with pytest.raises(ValueError, match="probes must have shape"):
         measure_lipschitz(critic, jnp.zeros(shape))
 
 
 def test_estimate_is_frozen(key):
-    critic = GradientPenaltyMLP(depth=2, width=2).build(key, 2)
+    critic = GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
     estimate = measure_lipschitz(critic, jnp.zeros((1, 2)))
     assert isinstance(estimate.lower, float)
     assert isinstance(estimate.upper, float)

@@ -18,7 +18,7 @@ from models.score_network import (
     DSMBatches,
     DSMTraining,
     NoiseConditionalMLP,
-    ScoreMLP,
+    ScoreMLPSpec,
     dsm_loss,
     dsm_loss_per_sample,
     score_at_level,
@@ -29,7 +29,7 @@ from theory.langevin import ConvolvedTarget
 
 
 def test_network_maps_one_point_and_level_to_a_float32_score(key):
-    model = ScoreMLP(width=16, hidden_layers=2).build(key, 3)
+    model = ScoreMLPSpec(width=16, hidden_layers=2).build(key, 3)
     assert isinstance(model, NoiseConditionalMLP)
     out = model(jnp.ones(3, jnp.float64), jnp.asarray(0.5))
     assert out.shape == (3,) and out.dtype == PARAM_DTYPE
@@ -45,7 +45,7 @@ def test_network_maps_one_point_and_level_to_a_float32_score(key):
 def test_network_output_scales_as_one_over_sigma_at_fixed_features(key):
     # s(x, sigma) = MLP(c_in(sigma) x, log sigma) / sigma: at x = 0 the input is (0, log sigma)
     # and sigma * s(0, sigma) is the MLP of that input alone.
-    model = ScoreMLP(width=8, hidden_layers=1).build(key, 2)
+    model = ScoreMLPSpec(width=8, hidden_layers=1).build(key, 2)
     for sigma in (0.3, 2.0):
         mlp = model.layers[1](jax.nn.softplus(model.layers[0](jnp.asarray([0.0, 0.0, math.log(sigma)], PARAM_DTYPE))))
         np.testing.assert_allclose(sigma * model(jnp.zeros(2), sigma), mlp, rtol=1e-5, atol=1e-6)
@@ -58,12 +58,12 @@ def test_network_output_scales_as_one_over_sigma_at_fixed_features(key):
 )
 def test_spec_rejects_bad_architecture(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ScoreMLP(**kwargs)
+        ScoreMLPSpec(**kwargs)
 
 
 def test_spec_rejects_a_wrong_kind_with_a_type_error():
     with pytest.raises(TypeError, match="width must be an integer >= 1, got 2.0"):
-        ScoreMLP(width=2.0)
+        ScoreMLPSpec(width=2.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_dsm_loss_is_explicit_score_matching_plus_a_constant_on_a_gaussian(sigma
     perturbed_law = ConvolvedTarget().law(theory.mixture([target], [1.0]), sigma)
     # Two different networks (theta): the identity holds for each with the SAME constant.
     for model_key in jax.random.split(key_models, 2):
-        model = ScoreMLP(width=32, hidden_layers=2, data_scale=1.5).build(model_key, d)
+        model = ScoreMLPSpec(width=32, hidden_layers=2, data_scale=1.5).build(model_key, d)
         per_sample = np.asarray(dsm_loss_per_sample(model, clean, levels, noise), np.float64) / sigma**2
         dsm_mean = per_sample.mean()
         dsm_error = per_sample.std(ddof=1) / math.sqrt(DSM_SAMPLES)
@@ -111,7 +111,7 @@ def test_dsm_loss_is_explicit_score_matching_plus_a_constant_on_a_gaussian(sigma
 
 
 def test_dsm_loss_is_the_mean_of_the_per_sample_losses(key):
-    model = ScoreMLP(width=8, hidden_layers=1).build(key, 2)
+    model = ScoreMLPSpec(width=8, hidden_layers=1).build(key, 2)
     clean = jnp.ones((4, 2))
     sigma = jnp.asarray([0.5, 1.0, 2.0, 4.0])
     noise = jnp.asarray([[1.0, 0.0], [0.0, -1.0], [0.5, 0.5], [-2.0, 1.0]])
@@ -134,7 +134,7 @@ def test_training_reduces_the_fisher_divergence_at_every_level(key):
     family = ConvolvedTarget()
     sigmas = np.asarray([2.0, 0.7])
     key_init, key_train, key_fisher = jax.random.split(key, 3)
-    model = ScoreMLP(width=32, hidden_layers=2, data_scale=1.5).build(key_init, 2)
+    model = ScoreMLPSpec(width=32, hidden_layers=2, data_scale=1.5).build(key_init, 2)
     training = DSMTraining(optimiser=AdamSpec(3e-3), steps=1500, batch_size=128, record_every=500)
     result = train_dsm(model, eqx.Partial(family.sample_base, target), sigmas, key=key_train, training=training)
     assert result.steps.tolist() == [500, 1000, 1500]
@@ -173,7 +173,7 @@ def test_training_settings_reject_wrong_kinds_with_a_type_error(kwargs, message)
 
 def test_training_rejects_bad_arguments(key):
     target = theory.ncsn_two_modes()
-    model = ScoreMLP(width=4, hidden_layers=1).build(key, 2)
+    model = ScoreMLPSpec(width=4, hidden_layers=1).build(key, 2)
     sample = eqx.Partial(ConvolvedTarget().sample_base, target)
     with pytest.raises(ValueError, match="sigmas must be a nonempty 1-D array of finite levels > 0"):
         train_dsm(model, sample, [1.0, -1.0], key=key, training=DSMTraining(steps=10, record_every=5))

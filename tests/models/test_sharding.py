@@ -17,13 +17,13 @@ _SCRIPT = textwrap.dedent(
     """
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np
     import theory
-    from models.critics import BjorckGroupSort
-    from models.generator import MLPGenerator
+    from models.critics import BjorckGroupSortSpec
+    from models.generator import MLPGeneratorSpec
     from models.sharding import replica_mesh
     from models.wgan import WGANTraining, init_replicas, train_replicas
 
     assert len(jax.devices()) == 4, jax.devices()
-    G, C, T = MLPGenerator(depth=2, width=8), BjorckGroupSort(depth=2, width=8), WGANTraining(batch_size=32)
+    G, C, T = MLPGeneratorSpec(depth=2, width=8), BjorckGroupSortSpec(depth=2, width=8), WGANTraining(batch_size=32)
     keys = jax.random.split(jax.random.key(3), 6)  # 6 replicas: padded to 8 on 4 devices
     data = jnp.stack([theory.gaussian_grid(4).sample(k, 200) for k in keys]).astype(jnp.float32)
     kw = dict(generator_spec=G, critic_spec=C, training=T)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas, train_replicas
 
-GENERATOR = MLPGenerator(depth=2, width=8)
-CRITIC = BjorckGroupSort(depth=2, width=8)
+GENERATOR = MLPGeneratorSpec(depth=2, width=8)
+CRITIC = BjorckGroupSortSpec(depth=2, width=8)
 TRAINING = WGANTraining(batch_size=32)
 
 
