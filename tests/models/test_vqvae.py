@@ -85,5 +85,5 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), got 1.0"):
         EMACodebook(decay=1.0)
     model = SPEC.build(jax.random.key(0))
-    with pytest.raises(ValueError, match="key must be a JAX PRNG key"):
+    with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
         monte_carlo_likelihood(model, jnp.zeros(2), key=None)
