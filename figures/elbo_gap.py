@@ -225,7 +225,7 @@ def draw(run_dir) -> list[pathlib.Path]:
     run = kit.load_run(run_dir, study="elbo_gap")
     table = run.table
     vae = _vae_rows(table)
-    if not (vae["metric"] == "approximation_gap").any() if len(vae) else True:
+    if vae.empty or not (vae["metric"] == "approximation_gap").any():
         raise NothingToDrawError(f"{run.run_dir} holds no VAE cell yet (only {sorted(run.records)}): nothing to draw")
     out_dir = run.run_dir / "figures"
     apply_style()

@@ -111,7 +111,9 @@ class Config:
     n_seeds: int = config_field(3, "independent replicates per model, trained as one vmapped program", low=2, high=256)
     seed: int = config_field(0, "root PRNG seed")
     n_gap_points: int = config_field(64, "held-out points per seed for the gaps (each needs an L-BFGS q*)", low=2, high=10**5)
-    n_kl_points: int = config_field(512, "held-out points per seed for log p and KL(p_data || p_theta)", low=2, high=10**6)
+    n_kl_points: int = config_field(512, "held-out points per seed for log p and KL(p_data || p_theta), 1-D latent", low=2, high=10**6)
+    n_kl_points_2d: int = config_field(
+        64, "the same for a 2-D latent (each point's exact evidence costs ~2e5 decoder evaluations)", low=2, high=10**6)
     identity_samples: int = config_field(1000, "reparametrised draws per point of the Monte Carlo ELBO checking the identity", low=2, high=10**6)
     iwae_ks: tuple[int, ...] = config_field((1, 10, 100, 1000), "K of the IWAE bounds", low=1, high=100_000)
     n_iwae_points: int = config_field(8, "held-out points per seed for the IWAE bounds", low=1, high=10**4)
@@ -138,9 +140,10 @@ class Config:
                     f"{name} must be <= {MAX_LATENT_DIM}: exact evidence by quadrature is asked for every VAE, "
                     f"got latent dimension {getattr(self, name)}"
                 )
-        if self.n_gap_points > self.n_kl_points or self.n_iwae_points > self.n_kl_points:
-            raise ValueError(f"n_gap_points and n_iwae_points must be <= n_kl_points={self.n_kl_points}, "
-                             f"got {self.n_gap_points} and {self.n_iwae_points}")
+        for name in ("n_kl_points", "n_kl_points_2d"):
+            if self.n_gap_points > getattr(self, name) or self.n_iwae_points > getattr(self, name):
+                raise ValueError(f"n_gap_points and n_iwae_points must be <= {name}={getattr(self, name)}, "
+                                 f"got {self.n_gap_points} and {self.n_iwae_points}")
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size must be <= n_train={self.n_train}, got {self.batch_size}")
         VAETraining(learning_rate=self.learning_rate, batch_size=self.batch_size)
@@ -170,6 +173,7 @@ PRESETS = {
         n_seeds=5,
         n_gap_points=256,
         n_kl_points=4096,
+        n_kl_points_2d=512,
         identity_samples=10_000,
         iwae_ks=(1, 5, 10, 50, 100, 500, 1000, 5000),
         n_iwae_points=32,
@@ -192,6 +196,7 @@ PRESETS = {
         n_seeds=2,
         n_gap_points=4,
         n_kl_points=16,
+        n_kl_points_2d=8,
         identity_samples=200,
         iwae_ks=(1, 10),
         n_iwae_points=2,
@@ -345,7 +350,7 @@ def _data(config: Config, keys: kit.Keys, seed: int) -> tuple[jax.Array, jax.Arr
     """The seed's training points and held-out points (the same for every model)."""
     target = _target(config)
     train = target.sample(keys("train-data", K=config.n_modes, seed=seed), config.n_train).astype(jnp.float32)
-    held_out = target.sample(keys("held-out", K=config.n_modes, seed=seed), config.n_kl_points)
+    held_out = target.sample(keys("held-out", K=config.n_modes, seed=seed), max(config.n_kl_points, config.n_kl_points_2d))
     return train, np.asarray(held_out, np.float64)
 
 
@@ -406,6 +411,7 @@ class _VAECell:
     def _evaluate(self, model: VAE, seed: int, held_out: np.ndarray) -> None:
         config = self.config
         latent = _decoder_only(model).latent_model()
+        held_out = held_out[: config.n_kl_points if self.coords.latent_dim == 1 else config.n_kl_points_2d]
         log_p, log_p_err = (np.asarray(a, np.float64) for a in log_evidence_values(latent, held_out))
         gap_points = held_out[: config.n_gap_points]
         elbo_phi, elbo_star, err_phi, err_star, mc_phi, mc_star, se_phi, se_star = ([] for _ in range(8))
@@ -564,7 +570,7 @@ def _vqvae_cell(config: Config, keys: kit.Keys, n_codes: int, progress: kit.Prog
     seeds = list(range(config.n_seeds))
     spec = VQVAESpec(data_dim=2, code_dim=config.latent_dim, n_codes=n_codes, width=config.width, depth=config.depth,
                      commitment=config.commitment, noise=LearnedNoise(0.5))
-    data = [_data(config, keys, s) for s in seeds]
+    data = [(train, held_out[: config.n_kl_points]) for train, held_out in (_data(config, keys, s) for s in seeds)]
     with progress.phase("train"):
         models = eqx.filter_vmap(spec.build)(keys.stack("vq-init", [{"seed": s} for s in seeds]))
         trained, losses = eqx.filter_vmap(
@@ -667,6 +673,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in vae.groupby(VAE_COORDS, sort=False):
         row = dict(zip(VAE_COORDS, keys))
+        for name in ("latent_dim", "encoder_width", "decoder_width"):
+            row[name] = int(row[name])
         for metric in HEADLINE:
             values = group[group["metric"] == metric].sort_values("seed")["value"].to_numpy()
             row[metric] = str(kit.over_replicates(values)) if len(values) else ""
