@@ -114,8 +114,9 @@ def iwae_curves(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> lis
     base = _base(config)
     configs = [c for c in _configs(vae, base) if c["decoder_width"] == base["decoder_width"]
                and c["family"] == "factorised" and c["beta"] == 1.0 and c["latent_dim"] == base["latent_dim"]]
-    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 3.4), squeeze=False, layout="constrained", sharey=False)
-    for ax, c in zip(axes[0], configs):
+    fig, axes = plt.subplots(2, len(configs), figsize=(3.2 * len(configs), 6.2), squeeze=False, layout="constrained")
+    for col, c in enumerate(configs):
+        ax, gap_ax = axes[0][col], axes[1][col]
         sub = _select(vae, c)
         iwae = sub[sub["metric"] == "iwae"]
         ks = sorted(iwae["k"].unique())
@@ -124,9 +125,18 @@ def iwae_curves(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> lis
         log_p = _interval(sub[sub["metric"] == "iwae_log_marginal"].sort_values("seed")["value"])
         ax.axhline(log_p.value, color="black", linewidth=1, label="exact log p")
         ax.set_xscale("log")
-        ax.set_xlabel("K")
         ax.set_title(_label(c, base), fontsize=9)
+        # The paired gap log p - L_K per seed (same points), free of the between-seed
+        # spread of log p itself.
+        gaps = sub[sub["metric"] == "iwae_gap"]
+        curve = [_interval(gaps[gaps["k"] == k].sort_values("seed")["value"]) for k in ks]
+        gap_ax.errorbar(ks, [i.value for i in curve], yerr=[i.error for i in curve], fmt="o-", color="C1")
+        gap_ax.set_xscale("log")
+        if all(i.value > 0 for i in curve):
+            gap_ax.set_yscale("log")
+        gap_ax.set_xlabel("K")
     axes[0][0].set_ylabel("nats (mean over the IWAE points)")
+    axes[1][0].set_ylabel("log p - L_K (paired, per seed)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("IWAE bounds approach log p as K grows (Burda et al. 2016); mean ± s.e. over seeds")
     return save_figure(fig, out_dir / "iwae")
