@@ -105,10 +105,12 @@ class VAESpec(eqx.Module):
     Args:
         data_dim: d.
         latent_dim: k (exact evidence in `theory.latent_evidence` needs k <= 2).
-        width: hidden width of encoder and decoder MLPs.
+        width: hidden width of the decoder MLP (and of the encoder unless encoder_width).
         depth: hidden layers of each MLP (tanh); 0 gives the linear VAE (pPCA).
         posterior_family: `FactorisedGaussian()` or `FullCovarianceGaussian()`.
         noise: `LearnedNoise(init_std)` or `FixedNoise(std)`.
+        encoder_width: hidden width of the encoder MLP (None: `width`), so that encoder
+            and decoder capacity can be swept separately (Cremer et al. 2018, Sec. 5.2).
     """
 
     data_dim: int = eqx.field(static=True, default=2)
@@ -117,11 +119,14 @@ class VAESpec(eqx.Module):
     depth: int = eqx.field(static=True, default=2)
     posterior_family: AbstractGaussianFamily = eqx.field(static=True, default=FactorisedGaussian())
     noise: AbstractObservationNoise = eqx.field(static=True, default=LearnedNoise())
+    encoder_width: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         _check_int("data_dim", self.data_dim, 1)
         _check_int("latent_dim", self.latent_dim, 1)
         _check_int("width", self.width, 1)
+        if self.encoder_width is not None:
+            _check_int("encoder_width", self.encoder_width, 1)
         _check_int("depth", self.depth, 0)
         if not isinstance(self.posterior_family, AbstractGaussianFamily):
             raise TypeError(
@@ -138,7 +143,7 @@ class VAESpec(eqx.Module):
         """Fresh float32 networks (encoder x -> (mean, raw scale), decoder z -> f(z))."""
         key_encoder, key_decoder = jax.random.split(key)
         encoder = eqx.nn.MLP(
-            self.data_dim, self.n_encoder_outputs, self.width, self.depth,
+            self.data_dim, self.n_encoder_outputs, self.width if self.encoder_width is None else self.encoder_width, self.depth,
             activation=jnp.tanh, key=key_encoder, dtype=jnp.float32,
         )
         decoder = eqx.nn.MLP(

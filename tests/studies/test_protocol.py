@@ -137,7 +137,30 @@ def _gan_pathologies() -> Case:
     )
 
 
-CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion, "gan_pathologies": _gan_pathologies}
+def _elbo_gap() -> Case:
+    study = importlib.import_module("studies.elbo_gap")
+    # The family sweep at k = 1 (one 2-D exact-evidence compilation costs ~40 s here).
+    tiny = dataclasses.replace(study.PRESETS["smoke"], n_steps=5, families=(study.FactorisedGaussian(),),
+                               family_latent_dim=1, betas=(1.0,), iwae_ks=(1,), draw_figures=True)
+    return Case(
+        module="elbo_gap",
+        tiny=tiny,
+        subsweep=dataclasses.replace(tiny, encoder_widths=(8,)),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--latent-dim", "3"), "latent_dim must be <= 2"),
+            (("--family-latent-dim", "5"), "family_latent_dim must be <= 2"),
+            (("--codebook-sizes", "0,4"), "codebook_sizes must be >= 1, got 0"),
+            (("--families", "gaussian"), "gaussian"),
+            (("--n-seeds", "1"), "n_seeds must be >= 2, got 1"),
+            (("--collapse-noise-variances", "-1"), "collapse_noise_variances must be > 0.0"),
+            (("--n-gap-points", "1000"), "n_gap_points and n_iwae_points must be <= n_kl_points=512"),
+            (("--betas", "1e300"), "representable in float32"),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion, "gan_pathologies": _gan_pathologies, "elbo_gap": _elbo_gap}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
