@@ -339,7 +339,7 @@ def parse_config(
     if parsed.distributed:
         import jax
 
-        jax.distributed.initialize()
+        jax.distributed.initialize(**_distributed_arguments())
         runtime = Runtime(devices=parsed.devices, process_index=jax.process_index(), process_count=jax.process_count())
     run_name = parsed.run_name if parsed.run_name is not None else preset_name
     return Invocation(
@@ -351,6 +351,27 @@ def parse_config(
         argv=tuple(arguments),
         runtime=runtime,
     )
+
+
+def _distributed_arguments() -> dict[str, Any]:
+    """``jax.distributed.initialize`` arguments from JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+
+    JAX itself reads JAX_COORDINATOR_ADDRESS, and detects the rest on SLURM, Open MPI,
+    Kubernetes and Cloud TPU; on plain hosts these two variables give the process count and
+    this host's index.
+    """
+    import os
+
+    arguments = {}
+    for variable, name in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        text = os.environ.get(variable)
+        if text is not None:
+            try:
+                arguments[name] = int(text)
+            except ValueError:
+                print(f"error: {variable} must be an integer, got {text!r}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+    return arguments
 
 
 def main(
