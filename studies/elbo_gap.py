@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
 
 import equinox as eqx
@@ -228,18 +227,6 @@ class ModelCoords:
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": "vae", **dataclasses.asdict(self)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """What `run` returns: the tidy table, its summaries, and where they were saved."""
-
-    table: pd.DataFrame
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        return summary(self.table)
 
 
 # --------------------------------------------------------------------------------------
@@ -635,7 +622,7 @@ def cells(config: Config) -> list[kit.Cell]:
     return out
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Train and evaluate every cell, saving each as it finishes (resumable).
 
     Returns:
@@ -647,12 +634,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     """
     runtime = runtime or kit.Runtime()
     table = kit.run_cells(store, cells(config), process_index=runtime.process_index, process_count=runtime.process_count)
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.elbo_gap import draw  # lazy: studies never import matplotlib themselves
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.elbo_gap" if config.draw_figures else None, summarise=summary)
 
 
 # --------------------------------------------------------------------------------------
@@ -712,11 +694,7 @@ def vqvae_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 40, "display.max_columns", 20):
         print("\nVAE gaps (nats), mean ± s.e. [95% t-interval] over seeds of the per-seed means over held-out points:")
         print(summary(results.table).to_string(index=False))

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
 
 import equinox as eqx
@@ -370,18 +369,6 @@ PRESETS = {
         draw_figures=False,
     ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """What `run` returns: the tidy table, its summaries, and where they were saved."""
-
-    table: pd.DataFrame
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        return mode_summary(self.table)
 
 
 # --------------------------------------------------------------------------------------
@@ -836,7 +823,7 @@ def cells(config: Config) -> list[kit.Cell]:
     return out
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Run every cell not yet done, saving each as it finishes (resumable).
 
     Returns:
@@ -846,12 +833,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     """
     runtime = runtime or kit.Runtime()
     table = kit.run_cells(store, cells(config), process_index=runtime.process_index, process_count=runtime.process_count)
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.gan_pathologies import draw  # lazy: studies never import matplotlib themselves
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.gan_pathologies" if config.draw_figures else None, summarise=mode_summary)
 
 
 # --------------------------------------------------------------------------------------
@@ -953,11 +935,7 @@ def bound_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     table = results.table
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         for title, frame in (

@@ -42,7 +42,6 @@ import abc
 import dataclasses
 import functools
 import math
-import time
 from typing import Any
 
 import equinox as eqx
@@ -80,7 +79,6 @@ __all__ = [
     "IsotropicGaussianStart",
     "PRESETS",
     "PointStart",
-    "Results",
     "TargetStart",
     "TrainedScore",
     "UniformBox",
@@ -582,26 +580,6 @@ PRESETS: dict[str, Config] = {
 # Results.
 
 
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """What `run` returns: the tidy table, its summary, and where they were saved.
-
-    Columns: sweep, sampler, seed, step, sigma, metric, mode, value, error, ci_low,
-    ci_high, n, count, reference, method, the sampler's coordinates (noise_family,
-    langevin_step_size, annealed_step_size, n_levels, steps_per_level, langevin_steps,
-    n_chains, initial_law; NaN where they do not apply); sample and trajectory rows
-    carry chain, x, y. A diverged cell has one row, metric "diverged", with its reason.
-    """
-
-    table: pd.DataFrame
-    confidence: float = 0.95
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        return summary(self.table, confidence=self.confidence)
-
-
 class TrainedScore(eqx.Module):
     """A trained score network with its loss history (the artifact of one seed)."""
 
@@ -1087,7 +1065,7 @@ def summary(table: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Run every cell not yet saved (resumable), draw the figures when saving.
 
     Returns:
@@ -1097,21 +1075,11 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     study_cells, artifacts = cells(config)
     table = kit.run_cells(store, study_cells, artifacts=artifacts,
                           process_index=runtime.process_index, process_count=runtime.process_count)
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.langevin_mixing import draw  # lazy: studies never import matplotlib themselves
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, confidence=config.confidence,
-                   run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.langevin_mixing" if config.draw_figures else None, summarise=functools.partial(summary, confidence=config.confidence))
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     table = results.summary()
     if table.empty:
         return

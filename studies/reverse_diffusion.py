@@ -94,7 +94,6 @@ from theory.validation import check_count
 __all__ = [
     "Config",
     "PRESETS",
-    "Results",
     "SAMPLERS",
     "cells",
     "convergence_orders",
@@ -487,26 +486,6 @@ def _row(**values) -> dict[str, Any]:
     return {column: values.get(column, math.nan) for column in COLUMNS}
 
 
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """The study's tidy table (one row per observation) and where it was saved.
-
-    Columns: sampler, score (exact | learned), setting (steps, or rtol = atol for the
-    adaptive ODE), nfe (mean score evaluations per sample), seed, metric, value, error
-    (standard error; NaN where none applies), reference (the W1 floor for w1, the true
-    weight for mode_weight, the exact value for spread ...), mode, t, step, point,
-    coordinate, n (points behind the value), method.
-    """
-
-    table: pd.DataFrame
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        """Headline numbers: see `summarise`."""
-        return summarise(self.table)
-
-
 # --------------------------------------------------------------------------------------
 # Laws, models and keys.
 
@@ -893,7 +872,7 @@ def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
     return result, artifacts
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Run every cell not yet saved, draw the figures (when saving), return the table.
 
     Args:
@@ -908,12 +887,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     cell_list, artifacts = cells(config)
     table = kit.run_cells(store, cell_list, artifacts=artifacts, process_index=runtime.process_index,
                           process_count=runtime.process_count, metadata={"study": STUDY})
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.reverse_diffusion import draw  # lazy: the study never imports matplotlib
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.reverse_diffusion" if config.draw_figures else None, summarise=summarise)
 
 
 # --------------------------------------------------------------------------------------
@@ -1033,11 +1007,7 @@ def convergence_orders(table: pd.DataFrame, *, metric: str = "spread_error", sco
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, run, print the headline numbers."""
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 48):
         print("\nMean ± s.e. [95% t-interval] over seeds; gap = learned - exact, paired by seed:")
         print(results.summary().to_string(index=False))

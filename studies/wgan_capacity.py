@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
 
 import equinox as eqx
@@ -156,18 +155,6 @@ PRESETS = {
         draw_figures=False,
     ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """What `run` returns: the tidy table, its summary, and where they were saved."""
-
-    table: pd.DataFrame
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        return summary(self.table)
 
 
 def target_diameter(target: theory.MixtureOfGaussians) -> float:
@@ -345,7 +332,7 @@ def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
     return floors + trainings
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Train and evaluate every cell, saving each as it finishes (resumable).
 
     Returns:
@@ -356,12 +343,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     runtime = runtime or kit.Runtime()
     table = kit.run_cells(store, cells(config, devices=runtime.devices),
                           process_index=runtime.process_index, process_count=runtime.process_count)
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.wgan_capacity import draw  # lazy: studies never import matplotlib themselves
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.wgan_capacity" if config.draw_figures else None, summarise=summary)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -387,11 +369,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
         print("\nExact W1 (POT), mean ± standard error [95% t-interval] over seeds; late = mean over the last "
               "quarter of evaluations; floor = W1 between two target samples of the same size:")

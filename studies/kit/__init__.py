@@ -10,6 +10,7 @@
 - ``cells``: :class:`Cell`, :class:`Artifact`, :class:`Diverged`, :func:`run_cells`.
 - ``stats``: intervals over replicates, paired differences, pooled proportions.
 - ``keys``: :class:`Keys`, named PRNG key streams from coordinates only.
+- ``results``: :class:`Results` and :func:`finish`, the end of every run.
 - ``load``: :func:`load_run` for figures.
 
 A study module is science: its Config, its presets, its cells. See README, "How to add
@@ -34,6 +35,8 @@ from studies.kit.load import Run as Run
 from studies.kit.load import WrongStudyError as WrongStudyError
 from studies.kit.load import load_run as load_run
 from studies.kit.progress import Progress as Progress
+from studies.kit.results import Results as Results
+from studies.kit.results import finish as finish
 from studies.kit.progress import format_duration as format_duration
 from studies.kit.stats import Interval as Interval
 from studies.kit.stats import late_mean as late_mean
@@ -62,6 +65,7 @@ __all__ = [
     "Keys",
     "Progress",
     "ResultStore",
+    "Results",
     "Run",
     "RunDirectoryError",
     "RunLockedError",
@@ -72,6 +76,7 @@ __all__ = [
     "config_hash",
     "config_to_dict",
     "equinox_artifact",
+    "finish",
     "format_duration",
     "late_mean",
     "load_run",

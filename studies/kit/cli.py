@@ -382,6 +382,17 @@ def main(
     *,
     default_preset: str = "quick",
 ) -> Any:
-    """A study's whole ``main()``: parse, open the store, ``run(config, store, runtime=...)``."""
+    """A study's ``main()`` up to its summary: parse, open the store, run, say where it went.
+
+    Prints the results file, this session's wall time and the figures; returns what ``run``
+    returned, for the study to print its summary.
+    """
+    import time
+
+    started = time.perf_counter()
     invocation = parse_config(config_cls, presets, argv, default_preset=default_preset)
-    return run(invocation.config, invocation.open_store(), runtime=invocation.runtime)
+    results = run(invocation.config, invocation.open_store(), runtime=invocation.runtime)
+    print(f"\nresults: {invocation.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
+    for path in getattr(results, "figures", ()):
+        print(f"figure: {path}")
+    return results
