@@ -33,7 +33,7 @@ from models.critics import AbstractCriticSpec
 from models.generator import MLPGenerator
 from models.wgan import StepLosses, WGANState, WGANTraining, train_steps
 
-__all__ = ["POOL_FACTOR", "EmpiricalLaw", "train_steps_on_law", "train_replicas_on_law"]
+__all__ = ["POOL_FACTOR", "EmpiricalLaw", "stack_law", "train_replicas_on_law", "train_steps_on_law"]
 
 POOL_FACTOR = 4
 """Fresh points per generator step, in units of the critic's real draws per step."""
@@ -121,5 +121,3 @@ def stack_law(law, replicas: int):
         law,
     )
 
-
-__all__ += ["stack_law"]
