@@ -87,9 +87,8 @@ def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
             rows = here[here["metric"] == metric].sort_values("n")
             slope = slopes[(slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q) & (slopes["metric"] == metric + "_slope")]
             text = _slope_text(slope)
-            positive = rows[rows["value"] > 0]  # a log axis shows positive means only; the table has all
-            ax.errorbar(positive["n"], positive["value"], yerr=np.clip(_ci(positive), 0, positive["value"].to_numpy() * 0.999),
-                        fmt="o-", color=colour, capsize=3, label=f"{label}, slope {text}")
+            ax.errorbar(rows["n"], rows["value"], yerr=_ci(rows), fmt="o-", color=colour, capsize=3,
+                        label=f"{label}, slope {text}")
         rates = rate[rate["K"] == k].sort_values("n")
         slope = slopes[(slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q) & (slopes["metric"] == "rate_slope")]
         ax.errorbar(rates["n"], rates["value"], yerr=_ci(rates), fmt="s--", color="0.3", capsize=3,
@@ -98,13 +97,16 @@ def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
             n0, v0 = float(rates["n"].iloc[0]), float(rates["value"].iloc[0])
             grid = np.array([rates["n"].min(), rates["n"].max()], float)
             ax.plot(grid, v0 * (grid / n0) ** -0.5, color="0.6", linewidth=0.8, label="n^(-1/2)")
+        ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        # Symmetric log: a difference of trained models can be negative; |y| > 0.01 is
+        # logarithmic (the power law), below it linear.
+        ax.set_yscale("symlog", linthresh=0.01)
         ax.set_xlabel("training-set size n")
         ax.set_ylabel("W1 difference")
         ax.set_title(f"K={k}, p={p}, q={q}")
         ax.legend(fontsize=6)
-    fig.suptitle("Estimation term d(n) - d(inf) against n (95% CI over seeds), next to the rate of the empirical law")
+    fig.suptitle("Estimation term d(n) - d(inf) against n (95% CI over seeds; symlog axis), next to the rate of the empirical law")
     return save_figure(fig, out_dir / "estimation_vs_n")
 
 

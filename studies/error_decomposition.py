@@ -168,8 +168,10 @@ class Config:
 
 
 PRESETS = {
-    # Under 10 minutes on a loaded 2-core CPU (measured; see the README): K = 4, the
-    # (p, q) grid {2, 5}^2 at n = 1024 and infinity, every n at (p, q) = (2, 2).
+    # K = 4, the (p, q) grid {2, 5}^2 at n = 1024 and infinity, every n at (p, q) = (2, 2),
+    # 1,200 steps, 3 seeds: 35 cells, 3m43s of CPU (user) time; 15m55s of wall time on a
+    # 2-core CPU shared with other jobs (load average 12-18), so above the 10-minute aim
+    # there; to be re-measured on a quiet machine.
     "quick": Config(),
     # The full grid of protocols.md: K in {2, 4, 9}, p, q in {2, 3, 5, 7},
     # n in {64, 256, 1024, 5000, inf}, 20,001 steps, 5 seeds, m = 1024 x 5 repeats.
