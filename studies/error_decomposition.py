@@ -169,9 +169,8 @@ class Config:
 
 PRESETS = {
     # K = 4, the (p, q) grid {2, 5}^2 at n = 1024 and infinity, every n at (p, q) = (2, 2),
-    # 1,200 steps, 3 seeds: 35 cells, 3m43s of CPU (user) time; 15m55s of wall time on a
-    # 2-core CPU shared with other jobs (load average 12-18), so above the 10-minute aim
-    # there; to be re-measured on a quiet machine.
+    # 1,200 steps, 3 seeds, 35 cells: 3m23s on a 2-core CPU at load average 3-5 (15m55s,
+    # same numbers bit for bit, when other jobs held it at load 12-18).
     "quick": Config(),
     # The full grid of protocols.md: K in {2, 4, 9}, p, q in {2, 3, 5, 7},
     # n in {64, 256, 1024, 5000, inf}, 20,001 steps, 5 seeds, m = 1024 x 5 repeats.
@@ -632,7 +631,9 @@ def main(argv: list[str] | None = None) -> None:
         print(summary(results.table).to_string(index=False))
         slopes = results.table[results.table["metric"].str.endswith("_slope")]
         for row in slopes.itertuples():
-            print(f"K={int(row.K)} p={int(row.p)} q={int(row.q)} {row.metric}: {_interval_text(row)} ({int(row.n_seeds)} seeds fitted)")
+            text = _interval_text(row) if math.isfinite(row.value) else "no seed fittable"
+            print(f"K={int(row.K)} p={int(row.p)} q={int(row.q)} {row.metric}: {text} ({int(row.n_seeds)} seeds fitted; "
+                  f"a seed with a non-positive term at some n has no log-log slope)")
 
 
 if __name__ == "__main__":
