@@ -160,7 +160,31 @@ def _elbo_gap() -> Case:
     )
 
 
-CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion, "gan_pathologies": _gan_pathologies, "elbo_gap": _elbo_gap}
+def _error_decomposition() -> Case:
+    study = importlib.import_module("studies.error_decomposition")
+    # The smoke preset itself, so that test_error_decomposition.py reuses its compilations.
+    tiny = dataclasses.replace(study.PRESETS["smoke"], draw_figures=True)
+    return Case(
+        module="error_decomposition",
+        tiny=tiny,
+        subsweep=dataclasses.replace(tiny, train_sizes=(32,)),
+        bad_argv=(
+            (("--preset", "nope"), "nope"),
+            (("--train-sizes", "0,64"), "train_sizes must be >= 2, got 0"),
+            (("--train-sizes", "-5"), "train_sizes must be >= 2, got -5"),
+            (("--train-sizes", "inf"), "inf"),
+            (("--generator-depths", "0"), "generator_depths must be >= 1, got 0"),
+            (("--critic-depths", "2,2"), "critic_depths"),
+            (("--eval-points", "-1"), "eval_points must be >= 2, got -1"),
+            (("--batch-size", "-3"), "batch_size must be >= 2, got -3"),
+            (("--n-modes", "3"), "K=3"),
+            (("--critic-fit-steps", "5"), "critic_fit_steps must be even"),
+            (("--oracle-loss", "magic"), "magic"),
+        ),
+    )
+
+
+CASES = {"wgan_capacity": _wgan, "langevin_mixing": _langevin, "reverse_diffusion": _reverse_diffusion, "gan_pathologies": _gan_pathologies, "elbo_gap": _elbo_gap, "error_decomposition": _error_decomposition}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
