@@ -39,7 +39,7 @@ import optax
 import scipy.optimize
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from models.generator import MLPGenerator
+from models.generator import MLPGeneratorSpec
 
 __all__ = [
     "AbstractOTLoss",
@@ -182,7 +182,7 @@ def _params(model):
 
 
 @eqx.filter_jit
-def init_oracle_replicas(keys, *, generator_spec: MLPGenerator, training: OracleTraining, data_dim: int) -> OracleState:
+def init_oracle_replicas(keys, *, generator_spec: MLPGeneratorSpec, training: OracleTraining, data_dim: int) -> OracleState:
     """States for R replicas; replica r's generator is the one `models.wgan.init_state(keys[r])` builds."""
 
     def one(key):
@@ -193,7 +193,7 @@ def init_oracle_replicas(keys, *, generator_spec: MLPGenerator, training: Oracle
     return eqx.filter_vmap(one)(keys)
 
 
-def oracle_steps(state: OracleState, law, key: PRNGKeyArray, *, n_steps: int, generator_spec: MLPGenerator,
+def oracle_steps(state: OracleState, law, key: PRNGKeyArray, *, n_steps: int, generator_spec: MLPGeneratorSpec,
                  training: OracleTraining) -> tuple[OracleState, OracleLosses]:
     """`n_steps` Adam steps on L(G_B, Y_B), Y_B ~ law (fresh each step), as one scan.
 
@@ -228,7 +228,7 @@ def oracle_steps(state: OracleState, law, key: PRNGKeyArray, *, n_steps: int, ge
 
 
 @eqx.filter_jit
-def train_oracle_replicas(states, laws, keys, *, n_steps: int, generator_spec: MLPGenerator, training: OracleTraining):
+def train_oracle_replicas(states, laws, keys, *, n_steps: int, generator_spec: MLPGeneratorSpec, training: OracleTraining):
     """Train R oracles at once: states, laws (leading R axis on array leaves) and keys (R,)."""
 
     def one(state, law, key):

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from models.critics import AbstractCriticSpec
-from models.generator import MLPGenerator
+from models.generator import MLPGeneratorSpec
 from models.wgan import StepLosses, WGANState, WGANTraining, train_steps
 
 __all__ = ["POOL_FACTOR", "EmpiricalLaw", "stack_law", "train_replicas_on_law", "train_steps_on_law"]
@@ -59,7 +59,7 @@ def train_steps_on_law(
     key: PRNGKeyArray,
     *,
     n_steps: int,
-    generator_spec: MLPGenerator,
+    generator_spec: MLPGeneratorSpec,
     critic_spec: AbstractCriticSpec,
     training: WGANTraining,
     freeze_generator: bool = False,

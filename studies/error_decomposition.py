@@ -65,7 +65,6 @@ import dataclasses
 import io
 import json
 import math
-import time
 from typing import Any
 
 import equinox as eqx
@@ -75,8 +74,8 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.critics import AbstractCriticSpec, BjorckGroupSort, GradientPenaltyMLP, SpectralNormMLP, WeightClippingMLP
-from models.generator import AbstractLatent, GaussianLatent, MLPGenerator, UniformLatent
+from models.critics import AbstractCriticSpec, BjorckGroupSortSpec, GradientPenaltyMLPSpec, SpectralNormMLPSpec, WeightClippingMLPSpec
+from models.generator import AbstractLatent, GaussianLatent, MLPGeneratorSpec, UniformLatent
 from models.oracle import AbstractOTLoss, ExactAssignment, OracleTraining, SinkhornDivergence, init_oracle_replicas, train_oracle_replicas
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
@@ -88,10 +87,10 @@ INFINITY = -1
 """The value of the `n` coordinate for training on fresh target draws (n = infinity)."""
 
 CRITICS: dict[str, AbstractCriticSpec] = {
-    "bjorck": BjorckGroupSort(depth=1),
-    "gradient-penalty": GradientPenaltyMLP(depth=1),
-    "spectral-norm": SpectralNormMLP(depth=1),
-    "weight-clipping": WeightClippingMLP(depth=1),
+    "bjorck": BjorckGroupSortSpec(depth=1),
+    "gradient-penalty": GradientPenaltyMLPSpec(depth=1),
+    "spectral-norm": SpectralNormMLPSpec(depth=1),
+    "weight-clipping": WeightClippingMLPSpec(depth=1),
 }
 LATENTS: dict[str, AbstractLatent] = {"uniform": UniformLatent(), "gaussian": GaussianLatent()}
 OT_LOSSES: dict[str, AbstractOTLoss] = {"exact": ExactAssignment(), "sinkhorn": SinkhornDivergence(epsilon=0.03)}
@@ -108,7 +107,7 @@ class Config:
     critic_depths: tuple[int, ...] = config_field((2, 5), "q: critic depths (linear layers); the first carries the n sweep", low=1, high=32)
     train_sizes: tuple[int, ...] = config_field((64, 256, 1024), "n: finite training-set sizes (n = infinity is always trained)", low=2, high=100_000)
     full_grid: bool = config_field(False, "train every (p, q, n); otherwise every n at (p0, q0) only and the other (p, q) at the largest n")
-    critic: AbstractCriticSpec = config_field(BjorckGroupSort(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS)
+    critic: AbstractCriticSpec = config_field(BjorckGroupSortSpec(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS)
     generator_width: int = config_field(30, "hidden width of the generator", low=1, high=1024)
     latent_dim: int = config_field(1, "latent dimension of the generator", low=1, high=64)
     latent: AbstractLatent = config_field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
@@ -150,8 +149,8 @@ class Config:
         return OracleTraining(loss=self.oracle_loss, lr=self.lr_generator, adam_b1=self.adam_b1,
                               adam_b2=self.adam_b2, batch_size=self.oracle_batch_size)
 
-    def generator(self, depth: int) -> MLPGenerator:
-        return MLPGenerator(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
+    def generator(self, depth: int) -> MLPGeneratorSpec:
+        return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
 
     def critic_of_depth(self, depth: int) -> AbstractCriticSpec:
         return dataclasses.replace(self.critic, depth=depth)
@@ -205,18 +204,6 @@ PRESETS = {
         draw_figures=False,
     ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """What `run` returns: the tidy table, its summary, and where they were saved."""
-
-    table: pd.DataFrame
-    run_dir: Any = None
-    figures: tuple = ()
-
-    def summary(self) -> pd.DataFrame:
-        return summary(self.table)
 
 
 # ------------------------------------------------------------------------------------
@@ -314,7 +301,7 @@ class _Target:
         x = self.law64.sample(self.keys("target-eval", K=self.k, seed=seed), repeats * m)
         return np.asarray(x, np.float64).reshape(repeats, m, 2)
 
-    def generated(self, generators, spec: MLPGenerator) -> np.ndarray:
+    def generated(self, generators, spec: MLPGeneratorSpec) -> np.ndarray:
         """(R, repeats, m, 2) draws of each replica, latent keys shared by every generator of a seed."""
         m, repeats = self.config.eval_points, self.config.eval_repeats
         x = sample_replicas(generators, self.seed_keys("eval-latent"), generator_spec=spec, n=repeats * m)
@@ -570,7 +557,7 @@ def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
     return cell_list, list(artifacts.values())
 
 
-def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> Results:
+def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Runtime | None = None) -> kit.Results:
     """Train, evaluate and decompose every cell, saving each as it finishes (resumable).
 
     Returns:
@@ -582,12 +569,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     cell_list, artifacts = cells(config)
     table = kit.run_cells(store, cell_list, artifacts=artifacts,
                           process_index=runtime.process_index, process_count=runtime.process_count)
-    figures: tuple = ()
-    if store is not None and config.draw_figures:
-        from figures.error_decomposition import draw  # lazy: studies never import matplotlib themselves
-
-        figures = tuple(draw(store.run_dir))
-    return Results(table=table, run_dir=None if store is None else store.run_dir, figures=figures)
+    return kit.finish(store, table, figures="figures.error_decomposition" if config.draw_figures else None, summarise=summary)
 
 
 def terms_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -620,11 +602,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
     results = kit.main(run, Config, PRESETS, argv)
-    print(f"\nresults: {results.run_dir / 'results.csv'} ({time.perf_counter() - started:.1f}s this session)")
-    for path in results.figures:
-        print(f"figure: {path}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 40):
         print("\nExact W1 (POT) terms, mean ± s.e. [95% t-interval] over seeds, paired by seed; "
               "w1_total = eps_estim + eps_optim + eps_approx per seed:")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.oracle import ExactAssignment, OracleTraining, SinkhornDivergence, init_oracle_replicas, train_oracle_replicas
 from models.wgan import WGANTraining, init_replicas, sample_replicas
 from models.wgan_fresh import stack_law, train_replicas_on_law
@@ -98,9 +98,9 @@ def test_bad_settings_are_refused():
 
 def test_the_oracle_starts_from_the_wgans_generator(key):
     keys = jax.random.split(key, 2)
-    spec = MLPGenerator(depth=3)
+    spec = MLPGeneratorSpec(depth=3)
     oracle = init_oracle_replicas(keys, generator_spec=spec, training=OracleTraining(), data_dim=2)
-    wgan = init_replicas(keys, generator_spec=spec, critic_spec=BjorckGroupSort(depth=2), training=WGANTraining(), data_dim=2)
+    wgan = init_replicas(keys, generator_spec=spec, critic_spec=BjorckGroupSortSpec(depth=2), training=WGANTraining(), data_dim=2)
     for a, b in zip(jax.tree.leaves(eqx.filter(oracle.generator, eqx.is_array)), jax.tree.leaves(eqx.filter(wgan.generator, eqx.is_array))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -118,7 +118,7 @@ def test_the_oracle_beats_the_wgan_on_an_easy_target(key):
     # closer than the WGAN (which follows its critic's estimate of it). 8 paired replicas:
     # the 95% t-interval of WGAN - oracle must exclude 0.
     law = theory.MixtureOfGaussians.isotropic(jnp.ones(1), jnp.array([[1.5, -1.0]]), 0.1)
-    spec, critic = MLPGenerator(depth=2), BjorckGroupSort(depth=2)
+    spec, critic = MLPGeneratorSpec(depth=2), BjorckGroupSortSpec(depth=2)
     replicas = 8
     keys = jax.random.split(key, replicas)
     laws = stack_law(law, replicas)
@@ -138,14 +138,14 @@ class _PushForward(eqx.Module):
     """G # nu for a fixed generator: a target inside G_p."""
 
     network: eqx.Module
-    spec: MLPGenerator = eqx.field(static=True)
+    spec: MLPGeneratorSpec = eqx.field(static=True)
 
     def sample(self, key, n):
         return self.spec.sample(self.network, key, n)
 
 
 def test_on_a_target_inside_g_p_the_oracle_reaches_the_floor(key):
-    spec = MLPGenerator(depth=2, width=8)
+    spec = MLPGeneratorSpec(depth=2, width=8)
     teacher = _PushForward(spec.build(jax.random.fold_in(key, 99), 2), spec)
     keys = jax.random.split(key, 2)
     training = OracleTraining(batch_size=128, lr=0.005)

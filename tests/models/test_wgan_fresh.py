@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from models.critics import BjorckGroupSort
-from models.generator import MLPGenerator
+from models.critics import BjorckGroupSortSpec
+from models.generator import MLPGeneratorSpec
 from models.wgan import WGANTraining, init_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
 
@@ -26,7 +26,7 @@ def test_the_empirical_law_draws_its_points_only(key):
 
 
 def test_a_frozen_generator_stays_identical_while_the_critic_trains(key):
-    spec, critic, training = MLPGenerator(depth=2, width=8), BjorckGroupSort(depth=2, width=8), WGANTraining(batch_size=16)
+    spec, critic, training = MLPGeneratorSpec(depth=2, width=8), BjorckGroupSortSpec(depth=2, width=8), WGANTraining(batch_size=16)
     keys = jax.random.split(key, 2)
     states = init_replicas(keys, generator_spec=spec, critic_spec=critic, training=training, data_dim=2)
     laws = stack_law(theory.gaussian_grid(4), 2)
