@@ -94,3 +94,17 @@ def test_the_divergence_limit_is_ten_target_diameters():
     grid = theory.gaussian_grid(4)
     # Opposite corners of the K = 4 grid are 4 sqrt(2) apart; sd = sqrt(0.1).
     assert study.target_diameter(grid) == pytest.approx(4 * math.sqrt(2) + 6 * math.sqrt(0.1))
+
+
+def test_figures_of_a_run_with_only_the_floor_say_there_is_nothing_to_draw(tmp_path, capsys):
+    # Issue 12, item 11: this used to exit 0 and draw nothing without a word.
+    from figures import wgan_capacity as figures
+    from figures.command import NothingToDrawError
+
+    floors = [cell for cell in study.cells(TINY) if cell.id.startswith("floor")]
+    kit.run_cells(kit.ResultStore(tmp_path / "floors", TINY, study="wgan_capacity"), floors)
+    with pytest.raises(NothingToDrawError, match="no trained cell"):
+        figures.draw(tmp_path / "floors")
+    with pytest.raises(SystemExit) as info:
+        figures.main([str(tmp_path / "floors")])
+    assert info.value.code == 2 and "nothing to draw" in capsys.readouterr().err
