@@ -74,32 +74,25 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.critics import AbstractCriticSpec, BjorckGroupSortSpec, GradientPenaltyMLPSpec, SpectralNormMLPSpec, WeightClippingMLPSpec
-from models.generator import AbstractLatent, GaussianLatent, MLPGeneratorSpec, UniformLatent
+from models.critics import AbstractCriticSpec, BjorckGroupSortSpec
+from models.generator import AbstractLatent, MLPGeneratorSpec, UniformLatent
 from models.oracle import AbstractOTLoss, ExactAssignment, OracleTraining, SinkhornDivergence, init_oracle_replicas, train_oracle_replicas
-from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas
+from models.wgan import critic_values, init_replicas, sample_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
 from studies import kit
 from studies.kit import config_field
-from studies.wgan_capacity import DIVERGENCE_DIAMETERS, target_diameter
+from studies.wgan_capacity import CRITICS, DIVERGENCE_DIAMETERS, LATENTS, WGANSettings, target_diameter
 
 INFINITY = -1
 """The value of the `n` coordinate for training on fresh target draws (n = infinity)."""
 
-CRITICS: dict[str, AbstractCriticSpec] = {
-    "bjorck": BjorckGroupSortSpec(depth=1),
-    "gradient-penalty": GradientPenaltyMLPSpec(depth=1),
-    "spectral-norm": SpectralNormMLPSpec(depth=1),
-    "weight-clipping": WeightClippingMLPSpec(depth=1),
-}
-LATENTS: dict[str, AbstractLatent] = {"uniform": UniformLatent(), "gaussian": GaussianLatent()}
 OT_LOSSES: dict[str, AbstractOTLoss] = {"exact": ExactAssignment(), "sinkhorn": SinkhornDivergence(epsilon=0.03)}
 
 TERMS = ("w1_total", "eps_estim", "eps_optim", "eps_approx", "eps_estim_oracle", "eps_approx_above_floor", "w1_floor")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(WGANSettings):
     """One error-decomposition sweep over targets K, depths p and q, and training-set sizes n."""
 
     n_modes: tuple[int, ...] = config_field((4,), "K: Gaussian-grid targets (each in 2, 4, 9)", low=2, high=9)
@@ -130,30 +123,16 @@ class Config:
 
     def __post_init__(self):
         kit.check_fields(self)
-        for k in self.n_modes:
-            if k not in theory.GRID_MEANS:
-                raise ValueError(f"n_modes must hold named Gaussian grids {sorted(theory.GRID_MEANS)}, got K={k}")
+        self.check_wgan_settings()
         if self.critic_fit_steps % 2:
             raise ValueError(f"critic_fit_steps must be even (the critic is checked at half and full), got {self.critic_fit_steps}")
         if self.critic.width % 2:
             raise ValueError(f"the critic's width must be even, got {self.critic.width}")
-        self.training()
         self.oracle_training()
-        self.generator(1)
-
-    def training(self) -> WGANTraining:
-        return WGANTraining(lr_critic=self.lr_critic, lr_generator=self.lr_generator, adam_b1=self.adam_b1,
-                            adam_b2=self.adam_b2, critic_steps=self.critic_steps, batch_size=self.batch_size)
 
     def oracle_training(self) -> OracleTraining:
         return OracleTraining(loss=self.oracle_loss, lr=self.lr_generator, adam_b1=self.adam_b1,
                               adam_b2=self.adam_b2, batch_size=self.oracle_batch_size)
-
-    def generator(self, depth: int) -> MLPGeneratorSpec:
-        return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
-
-    def critic_of_depth(self, depth: int) -> AbstractCriticSpec:
-        return dataclasses.replace(self.critic, depth=depth)
 
     def pairs(self) -> list[tuple[int, int]]:
         """The (p, q) trained: every pair of the grid."""

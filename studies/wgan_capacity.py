@@ -68,8 +68,39 @@ the untrained generator (outputs near 0) scores about one diameter, a trained on
 less, so 10 diameters means the generator exploded (an lr of 1e6 gives W1 ~ 1e6)."""
 
 
+class WGANSettings:
+    """What every WGAN study builds from its config's fields (n_modes, critic, generator_width,
+    latent_dim, latent, lr_critic, lr_generator, adam_b1, adam_b2, critic_steps, batch_size):
+    the checks of its targets and optimiser, the training settings, the generator and critic
+    specs. A mixin for a frozen Config dataclass, which declares the fields."""
+
+    def check_wgan_settings(self) -> None:
+        """The named-grid targets, the optimiser's own checks and a buildable generator."""
+        for k in self.n_modes:
+            if k not in theory.GRID_MEANS:
+                raise ValueError(f"n_modes must hold named Gaussian grids {sorted(theory.GRID_MEANS)}, got K={k}")
+        self.training()
+        self.generator(1)
+
+    def training(self) -> WGANTraining:
+        return WGANTraining(
+            lr_critic=self.lr_critic,
+            lr_generator=self.lr_generator,
+            adam_b1=self.adam_b1,
+            adam_b2=self.adam_b2,
+            critic_steps=self.critic_steps,
+            batch_size=self.batch_size,
+        )
+
+    def generator(self, depth: int) -> MLPGeneratorSpec:
+        return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
+
+    def critic_of_depth(self, depth: int) -> AbstractCriticSpec:
+        return dataclasses.replace(self.critic, depth=depth)
+
+
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(WGANSettings):
     """One sweep over targets K, generator depths p and critic depths q."""
 
     n_modes: tuple[int, ...] = config_field((4, 9), "K: Gaussian-grid targets to sweep (each in 2, 4, 9)", low=2, high=9)
@@ -99,29 +130,9 @@ class Config:
 
     def __post_init__(self):
         kit.check_fields(self)
-        for k in self.n_modes:
-            if k not in theory.GRID_MEANS:
-                raise ValueError(f"n_modes must hold named Gaussian grids {sorted(theory.GRID_MEANS)}, got K={k}")
+        self.check_wgan_settings()
         if self.eval_every > self.n_steps:
             raise ValueError(f"eval_every must be <= n_steps={self.n_steps}, got {self.eval_every}")
-        self.training()  # the optimiser's own checks
-        self.generator(1)
-
-    def training(self) -> WGANTraining:
-        return WGANTraining(
-            lr_critic=self.lr_critic,
-            lr_generator=self.lr_generator,
-            adam_b1=self.adam_b1,
-            adam_b2=self.adam_b2,
-            critic_steps=self.critic_steps,
-            batch_size=self.batch_size,
-        )
-
-    def generator(self, depth: int) -> MLPGeneratorSpec:
-        return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)
-
-    def critic_of_depth(self, depth: int) -> AbstractCriticSpec:
-        return dataclasses.replace(self.critic, depth=depth)
 
     def eval_steps(self) -> list[int]:
         return sorted(set(range(0, self.n_steps, self.eval_every)) | {self.n_steps})
