@@ -104,3 +104,33 @@ def shard_replicas(tree, mesh: Mesh):
         return jax.device_put(leaf, split if leaf.ndim else whole)
 
     return jax.tree.map(place, tree)
+
+
+def mesh_for(devices: int) -> Mesh | None:
+    """The mesh a ``--devices`` count asks for: 1 -> None (the plain single-device program),
+    0 -> every local device, n -> the first n local devices."""
+    if isinstance(devices, bool) or not isinstance(devices, numbers.Integral) or devices < 0:
+        raise ValueError(f"devices must be 0 (all local devices) or a positive count, got {devices!r}")
+    if devices == 1:
+        return None
+    return replica_mesh(None if devices == 0 else int(devices))
+
+
+def call_sharded(fn, *replicated, mesh: Mesh | None, **shared):
+    """``fn(*replicated, **shared)`` with the replica axis of `replicated` split over `mesh`.
+
+    Every array in the positional trees `replicated` carries the replica axis first (R);
+    the keyword arguments `shared` (data common to every replica, specs, step counts) are
+    passed unchanged. With a mesh, R is padded to a multiple of the device count
+    (``pad_replicas``), placed with ``shard_replicas``, and every array of the output with
+    a leading axis is cut back to R (``unpad_replicas``): `fn` must return replica-axis
+    arrays only (and scalars). With ``mesh=None`` this is the plain call.
+
+    `fn` is typically an ``eqx.filter_jit`` of an ``eqx.filter_vmap``: jit partitions the
+    program by its inputs' shardings, so each device trains its own block of replicas.
+    """
+    if mesh is None:
+        return fn(*replicated, **shared)
+    n_replicas = _leading_size(replicated)
+    placed = shard_replicas(pad_replicas(replicated, padded_size(n_replicas, mesh)), mesh)
+    return unpad_replicas(fn(*placed, **shared), n_replicas)

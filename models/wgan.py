@@ -275,24 +275,13 @@ def train_replicas(
         max_steps = n_steps
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < n_steps:
         raise ValueError(f"max_steps must be an integer >= n_steps = {n_steps}, got {max_steps!r}")
-    n_replicas = data.shape[0]
-    if mesh is not None:
-        size = sharding.padded_size(n_replicas, mesh)
-        states, data, keys = sharding.shard_replicas(sharding.pad_replicas((states, data, keys), size), mesh)
-    states, losses = _train_replicas_compiled(
-        states,
-        data,
-        keys,
-        jnp.asarray(n_steps, jnp.int32),
-        max_steps=max_steps,
-        generator_spec=generator_spec,
-        critic_spec=critic_spec,
-        training=training,
+    states, losses = sharding.call_sharded(
+        _train_replicas_compiled, states, data, keys, mesh=mesh,
+        n_steps=jnp.asarray(n_steps, jnp.int32), max_steps=max_steps,
+        generator_spec=generator_spec, critic_spec=critic_spec, training=training,
     )
     if max_steps != n_steps:
         losses = jax.tree.map(lambda a: a[:, :n_steps], losses)
-    if mesh is not None:
-        states, losses = sharding.unpad_replicas((states, losses), n_replicas)
     return states, losses
 
 
@@ -314,13 +303,8 @@ def init_replicas(
 
     With a `mesh`, the keys are split over its devices (see `train_replicas`).
     """
-    n_replicas = keys.shape[0]
-    if mesh is not None:
-        keys = sharding.shard_replicas(sharding.pad_replicas(keys, sharding.padded_size(n_replicas, mesh)), mesh)
-    states = _init_replicas_compiled(
-        keys, generator_spec=generator_spec, critic_spec=critic_spec, training=training, data_dim=data_dim
-    )
-    return sharding.unpad_replicas(states, n_replicas) if mesh is not None else states
+    return sharding.call_sharded(_init_replicas_compiled, keys, mesh=mesh, generator_spec=generator_spec,
+                                 critic_spec=critic_spec, training=training, data_dim=data_dim)
 
 
 @eqx.filter_jit

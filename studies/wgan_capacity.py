@@ -46,7 +46,7 @@ from models.critics import (
 )
 from models.generator import AbstractLatent, GaussianLatent, MLPGeneratorSpec, UniformLatent
 from models.lipschitz import measure_lipschitz
-from models.sharding import replica_mesh
+from models.sharding import mesh_for
 from models.training import run_in_chunks
 from models.wgan import WGANTraining, critic_values, init_replicas, sample_replicas, train_replicas
 from studies import kit
@@ -220,7 +220,7 @@ class _CellRun:
             [self.target.sample(self.keys("data", K=self.k, seed=s), config.n_train) for s in self.seeds]
         ).astype(jnp.float32)
         # --devices 1 keeps the plain single-device program; more shards the seeds.
-        mesh = None if self.devices == 1 else replica_mesh(None if self.devices == 0 else self.devices)
+        mesh = mesh_for(self.devices)
         states = init_replicas(self._keys("init"), generator_spec=self.generator_spec,
                                critic_spec=self.critic_spec, training=self.training, data_dim=2, mesh=mesh)
         diverged_at = np.full(len(self.seeds), -1)
