@@ -81,7 +81,7 @@ from models.wgan import critic_values, init_replicas, sample_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
 from studies import kit
 from studies.kit import config_field
-from studies.wgan_capacity import CRITICS, DIVERGENCE_DIAMETERS, LATENTS, WGANSettings, target_diameter
+from studies.wgan_capacity import CRITICS, DIVERGENCE_DIAMETERS, LATENTS, PAPER_GRID, WGANSettings, target_diameter
 
 INFINITY = -1
 """The value of the `n` coordinate for training on fresh target draws (n = infinity)."""
@@ -153,15 +153,11 @@ PRESETS = {
     # The full grid of protocols.md: K in {2, 4, 9}, p, q in {2, 3, 5, 7},
     # n in {64, 256, 1024, 5000, inf}, 20,001 steps, 5 seeds, m = 1024 x 5 repeats.
     "paper": Config(
-        n_modes=(2, 4, 9),
-        generator_depths=(2, 3, 5, 7),
-        critic_depths=(2, 3, 5, 7),
+        **PAPER_GRID,
         train_sizes=(64, 256, 1024, 5000),
         full_grid=True,
-        n_steps=20_001,
         oracle_batch_size=256,
         critic_fit_steps=4000,
-        n_seeds=5,
         eval_points=1024,
         eval_repeats=5,
         rate_reference_points=10_000,

@@ -94,7 +94,6 @@ DIM = 2
 HEAVY_MODE = 0
 """Index of the mode (5, 5) of `theory.ncsn_two_modes()`, weight 0.8."""
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_RECORDS = 10_000
 """Recorded steps per sampler and cell at most (each gives 2 rows per seed and mode)."""
 MAX_RECORDED_BYTES = 2 * 2**30
@@ -216,6 +215,17 @@ def parse_initial_law(text: str) -> AbstractInitialLaw:
     raise ValueError(f"use uniform:LOW,HIGH, point:X,Y, gaussian:STD or target, got {text!r}")
 
 
+def initial_law_text(law: AbstractInitialLaw) -> str:
+    """The command-line spelling of an initial law (the inverse of `parse_initial_law`)."""
+    if isinstance(law, UniformBox):
+        return f"uniform:{law.low:g},{law.high:g}"
+    if isinstance(law, PointStart):
+        return "point:" + ",".join(f"{v:g}" for v in law.point)
+    if isinstance(law, IsotropicGaussianStart):
+        return f"gaussian:{law.std:g}"
+    return "target"
+
+
 def parse_initial_laws(text: str) -> tuple[AbstractInitialLaw, ...] | None:
     """Semicolon-separated initial laws, e.g. 'uniform:-8,8;point:0,0;target'; 'none': no sweep.
 
@@ -259,60 +269,34 @@ def parse_point(text: str) -> tuple[float, float] | None:
     return _numbers(text, DIM)
 
 
-_TRAINING_KEYS = ("lr", "b1", "b2", "steps", "batch-size", "record-every", "ema", "clip-norm")
+DEFAULT_TRAINING = DSMTraining(optimiser=AdamSpec(1e-3), steps=10_000, batch_size=128, record_every=100)
+"""The quick preset's score-network training (the NCSN toy runner's settings)."""
 
 
-def parse_training(text: str) -> DSMTraining:
+def _parse_ema(text: str) -> EMA | None:
+    """'none' (no average) or a decay in (0, 1)."""
+    return None if text.strip().lower() == "none" else EMA(float(text))
+
+
+TRAINING_OVERRIDES = kit.Overrides(
+    keys={"lr": "optimiser.learning_rate", "b1": "optimiser.b1", "b2": "optimiser.b2", "steps": "steps",
+          "batch-size": "batch_size", "record-every": "record_every", "ema": "ema", "clip-norm": "optimiser.clip_norm"},
+    convert={"ema": _parse_ema},
+)
+"""``--training lr=1e-3,steps=10000,...``: changes of the chosen preset's DSMTraining."""
+
+
+def parse_training(text: str, base: DSMTraining | None = None) -> DSMTraining:
     """'lr=1e-3,steps=10000,batch-size=128,record-every=100[,b1=..,b2=..,ema=DECAY|none,clip-norm=C|none]'.
 
-    Keys not given take DSMTraining's defaults (the NCSN toy runner: Adam lr 1e-3,
-    b1 0.9, b2 0.999, 10,000 steps, batch 128, loss averaged over 100 steps, no EMA).
+    Keys not given keep `base`'s values (default: the quick preset's training, the NCSN
+    toy runner's: Adam lr 1e-3, b1 0.9, b2 0.999, 10,000 steps, batch 128, loss averaged
+    over 100 steps, no EMA); on the command line, the chosen preset's.
     """
-    values: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in _TRAINING_KEYS:
-            raise ValueError(f"expected KEY=VALUE with KEY in {list(_TRAINING_KEYS)}, got {item.strip()!r}")
-        if name in values:
-            raise ValueError(f"training key {name!r} given twice in {text!r}")
-        values[name] = value.strip()
-
-    def number(name: str, default: float) -> float:
-        return float(values[name]) if name in values else default
-
-    def integer(name: str, default: int) -> int:
-        if name not in values:
-            return default
-        try:
-            return int(values[name].replace("_", ""))
-        except ValueError:
-            raise ValueError(f"training {name} must be an integer, got {values[name]!r}") from None
-
-    def optional(name: str) -> float | None:
-        return None if values.get(name, "none").lower() == "none" else float(values[name])
-
-    base = DSMTraining()
-    learning_rate = number("lr", base.optimiser.learning_rate)
-    _check_float32("training lr", learning_rate)
-    ema = optional("ema")
-    optimiser = AdamSpec(learning_rate, b1=number("b1", base.optimiser.b1), b2=number("b2", base.optimiser.b2),
-                         clip_norm=optional("clip-norm"))
-    return DSMTraining(optimiser=optimiser, steps=integer("steps", base.steps),
-                       batch_size=integer("batch-size", base.batch_size),
-                       record_every=integer("record-every", base.record_every),
-                       ema=None if ema is None else EMA(ema))
+    return TRAINING_OVERRIDES.apply(DEFAULT_TRAINING if base is None else base, text)
 
 
 NOISE_FAMILIES = {"component-std": ConvolvedMeans(), "convolution": ConvolvedTarget()}
-
-
-def _check_float32(name: str, value: float) -> None:
-    if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
-        raise ValueError(f"{name} must be finite and representable in float32 (|value| <= {FLOAT32_MAX:.3g}), "
-                         f"got {value!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -334,6 +318,7 @@ class Config:
         "annealing levels, geometric:SIGMA_MAX,SIGMA_MIN,L or linear:SIGMA_MAX,SIGMA_MIN,L "
         "(sigmas in [1e-4, 1e4], L in [1, 1000], L * steps_per_level <= 1e5)",
         parse=parse_schedule,
+        show=lambda s: f"{'geometric' if isinstance(s, GeometricSchedule) else 'linear'}:{s.sigma_max:g},{s.sigma_min:g},{s.n_levels}",
     )
     steps_per_level: int = config_field(100, "annealed Langevin steps T at each level", low=1, high=10**5)
     annealed_step_size: float = config_field(
@@ -348,6 +333,7 @@ class Config:
         UniformBox(-8.0, 8.0),
         "where chains start: uniform:LOW,HIGH | point:X,Y | gaussian:STD | target",
         parse=parse_initial_law,
+        show=initial_law_text,
     )
     n_seeds: int = config_field(5, "independent replicates (seeds 0..n-1; each trains its own network)",
                                 low=1, high=64)
@@ -368,13 +354,14 @@ class Config:
         "noise-conditional MLP as WIDTH,HIDDEN_LAYERS,DATA_SCALE (softplus, output / sigma; "
         "width <= 4096, hidden layers <= 32)",
         parse=parse_network,
+        show=lambda n: f"{n.width},{n.hidden_layers},{n.data_scale:g}",
     )
     training: DSMTraining = config_field(
-        DSMTraining(optimiser=AdamSpec(1e-3), steps=10_000, batch_size=128, record_every=100),
-        "denoising score matching, lr=LR,steps=N,batch-size=B,record-every=R[,b1=,b2=,ema=DECAY|none,"
-        "clip-norm=C|none]; omitted keys take DSMTraining's defaults (NCSN: lr 1e-3, 10000 steps, batch 128, "
-        "record 100); lr finite in float32, steps <= 1e7, batch <= 65536, record-every divides steps",
-        parse=parse_training,
+        DEFAULT_TRAINING,
+        "denoising score matching as KEY=VALUE changes of the preset's: lr, b1, b2, steps, batch-size, "
+        "record-every (divides steps), ema (DECAY|none), clip-norm (C|none)",
+        parse=TRAINING_OVERRIDES,
+        within=kit.TRAINING_LIMITS,
     )
     fisher_samples: int = config_field(10_000, "draws per level for the learned score's Fisher divergence",
                                        low=1, high=10**7)
@@ -405,6 +392,7 @@ class Config:
          TargetStart()),
         "initial laws swept, ';'-separated, no repeats (e.g. uniform:-8,8;point:-5,-5;target; none: no sweep)",
         parse=parse_initial_laws,
+        show=lambda laws: "none" if laws is None else ";".join(map(initial_law_text, laws)),
     )
     draw_figures: bool = config_field(True, "draw the figures at the end (python -m figures.langevin_mixing redraws them)")
 
@@ -433,13 +421,6 @@ def _check_components(config: Config) -> None:
         raise ValueError(f"network data_scale must be <= 1e6, got {config.network.data_scale!r}")
     training = check_type("training", config.training, DSMTraining)
     check_type("training optimiser", training.optimiser, AdamSpec)
-    _check_float32("training optimiser learning_rate", training.optimiser.learning_rate)
-    check_count("training steps", training.steps, maximum=10**7)
-    check_count("training batch_size", training.batch_size, maximum=65536)
-    check_count("training record_every", training.record_every, maximum=10**7)
-    if training.steps % training.record_every:
-        raise ValueError(f"training record_every must divide training steps={training.steps}, "
-                         f"got {training.record_every}")
     if config.trajectory_start is not None:
         if not (isinstance(config.trajectory_start, tuple) and len(config.trajectory_start) == DIM):
             raise ValueError(f"trajectory_start must be {DIM} numbers or none, got {config.trajectory_start!r}")

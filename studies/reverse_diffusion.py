@@ -89,7 +89,6 @@ from theory.integrate import MonteCarlo
 from theory.modes import mode_statistics
 from theory.ode_likelihood import AdaptiveSteps, ExactTrace, FixedSteps, flow_kl, flow_log_density, probability_flow_model, score_error_kl_bound
 from theory.sde import VESDE, VPSDE, AbstractSDE, ExactMarginalScore, SubVPSDE
-from theory.validation import check_count
 
 __all__ = [
     "Config",
@@ -211,6 +210,12 @@ def _is_ode(sampler) -> bool:
     return isinstance(sampler, (ProbabilityFlowSampler, AdaptiveProbabilityFlowSampler))
 
 
+def sampler_name(sampler: AbstractDiffusionSampler) -> str:
+    """The command-line name of a sampler (a key of SAMPLERS), or its label if it has none."""
+    spelled = kit.config_to_dict(sampler)
+    return next((name for name, known in SAMPLERS.items() if kit.config_to_dict(known) == spelled), sampler_label(sampler))
+
+
 def parse_samplers(text: str) -> tuple[AbstractDiffusionSampler, ...]:
     """Comma-separated sampler names, e.g. 'sde-em,ode-heun,ddim' (see SAMPLERS)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -250,63 +255,27 @@ DEFAULT_TRAINING = EpsilonTraining(
     optimiser=AdamSpec(1e-3, clip_norm=1.0), steps=6000, batch_size=512, t_min=1e-3, ema=EMA(0.999), record_every=500
 )
 
-TRAINING_BOUNDS = {
-    # steps: int32 step counters, and 10^7 steps of this MLP are ~10 h on 2 CPU cores.
-    "steps": (1, 10**7),
-    # batch_size: a batch of 65536 points through a 4096-wide MLP is 1 GiB of activations.
-    "batch_size": (1, 65536),
-    "record_every": (1, 10**7),
-}
+def _parse_ema(text: str) -> EMA | None:
+    """0 or 'none' (no average), or a decay in (0, 1)."""
+    value = text.strip().lower()
+    return None if value in ("none", "0", "0.0") else EMA(float(value))
 
 
-def parse_training(text: str) -> EpsilonTraining:
-    """Comma-separated KEY=VALUE overrides of the quick preset's training, e.g.
-    'learning_rate=1e6' or 'steps=30000,learning_rate=5e-4,record_every=1000'; keys:
-    learning_rate, steps, batch_size, t_min, ema (0: none), record_every."""
-    values: dict[str, str] = {}
-    for item in text.split(","):
-        if "=" not in item:
-            raise ValueError(f"training must be KEY=VALUE pairs, got {item!r} in {text!r}")
-        key, value = (part.strip() for part in item.split("=", 1))
-        known = ("learning_rate", "steps", "batch_size", "t_min", "ema", "record_every")
-        if key not in known:
-            raise ValueError(f"training keys are {list(known)}, got {key!r}")
-        if key in values:
-            raise ValueError(f"training key {key!r} given twice in {text!r}")
-        values[key] = value
-    base = DEFAULT_TRAINING
-    try:
-        number = lambda name, default: float(values[name]) if name in values else default  # noqa: E731
-        count = lambda name, default: int(values[name]) if name in values else default  # noqa: E731
-        learning_rate = number("learning_rate", base.optimiser.learning_rate)
-        ema = number("ema", base.ema.decay if base.ema is not None else 0.0)
-        steps, batch, record = count("steps", base.steps), count("batch_size", base.batch_size), count("record_every", base.record_every)
-        t_min = number("t_min", base.t_min)
-    except ValueError as error:
-        raise ValueError(f"training values must be numbers: {error}") from None
-    _check_training_numbers(learning_rate=learning_rate, steps=steps, batch_size=batch, record_every=record, t_min=t_min, ema=ema)
-    return EpsilonTraining(
-        optimiser=AdamSpec(learning_rate, clip_norm=1.0), steps=steps, batch_size=batch, t_min=t_min,
-        ema=EMA(ema) if ema != 0 else None, record_every=record,
-    )
+TRAINING_OVERRIDES = kit.Overrides(
+    keys={"learning_rate": "optimiser.learning_rate", "steps": "steps", "batch_size": "batch_size",
+          "t_min": "t_min", "ema": "ema", "record_every": "record_every"},
+    convert={"ema": _parse_ema},
+)
+"""``--training steps=30000,learning_rate=5e-4``: changes of the chosen preset's EpsilonTraining."""
 
 
-def _check_training_numbers(*, learning_rate, steps, batch_size, record_every, t_min, ema) -> None:
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("record_every", record_every)):
-        low, high = TRAINING_BOUNDS[name]
-        check_count(f"training.{name}", value, minimum=low, maximum=high)
-    if not (math.isfinite(learning_rate) and 0 < learning_rate <= kit_float32_max()):
-        raise ValueError(f"training.learning_rate must be in (0, {kit_float32_max():.3g}] (float32), got {learning_rate!r}")
-    if not (math.isfinite(t_min) and 0 < t_min < 1):
-        raise ValueError(f"training.t_min must be in (0, 1), got {t_min!r}")
-    if not (math.isfinite(ema) and 0 <= ema < 1):
-        raise ValueError(f"training.ema must be in [0, 1) (0: no average), got {ema!r}")
-    if steps % record_every:
-        raise ValueError(f"training.record_every must divide training.steps={steps}, got {record_every}")
+def parse_training(text: str, base: EpsilonTraining | None = None) -> EpsilonTraining:
+    """Comma-separated KEY=VALUE changes of `base` (default: the quick preset's training),
+    e.g. 'learning_rate=1e6' or 'steps=30000,learning_rate=5e-4,record_every=1000'; keys:
+    learning_rate, steps, batch_size, t_min, ema (0 or none: no average), record_every.
+    On the command line the changes apply to the chosen preset's training."""
+    return TRAINING_OVERRIDES.apply(DEFAULT_TRAINING if base is None else base, text)
 
-
-def kit_float32_max() -> float:
-    return float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,7 +292,8 @@ class Config:
         LinearBetaSchedule(), "beta schedule of DDPM and DDIM (Ho et al.: linear 1e-4..0.02, T=1000)", parse=SCHEDULES
     )
     samplers: tuple[AbstractDiffusionSampler, ...] = config_field(
-        DEFAULT_SAMPLERS, f"comma-separated samplers from {list(SAMPLERS)}", parse=parse_samplers
+        DEFAULT_SAMPLERS, f"comma-separated samplers from {list(SAMPLERS)}", parse=parse_samplers,
+        show=lambda samplers: ",".join(sampler_name(s) for s in samplers),
     )
     nfe_grid: tuple[int, ...] = config_field(
         (10, 20, 50, 100, 200, 500, 1000),
@@ -346,13 +316,14 @@ class Config:
         "eps_theta as WIDTH,DEPTH[,EMBEDDING_DIM] (SiLU MLP on [c_in(t) x, sinusoidal emb(t)]); width <= 4096, "
         "depth <= 16, embedding <= 1024",
         parse=parse_network,
+        show=lambda n: f"{n.width},{n.depth},{n.embedding_dim}",
     )
     training: EpsilonTraining = config_field(
         DEFAULT_TRAINING,
-        "simple-loss training as KEY=VALUE overrides of the quick preset's: learning_rate (0, 3.4e38] (Adam, clipped "
-        "at norm 1), steps [1, 1e7], batch_size [1, 65536], t_min (0, 1), ema [0, 1) (0: none), record_every "
-        "(divides steps)",
-        parse=parse_training,
+        "simple-loss training as KEY=VALUE changes of the preset's: learning_rate (Adam, clipped at norm 1), "
+        "steps, batch_size, t_min (0, 1), ema (0 or none: no average), record_every (divides steps)",
+        parse=TRAINING_OVERRIDES,
+        within=kit.TRAINING_LIMITS,
     )
     fisher_times: tuple[float, ...] = config_field(
         (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0), "times t in (0, T] at which the learned score's Fisher divergence is measured",
@@ -388,11 +359,6 @@ def _validate(config: Config) -> None:
         low, high = NETWORK_BOUNDS[name]
         if not low <= value <= high:
             raise ValueError(f"network {name} must be in [{low}, {high}], got {value}")
-    training = config.training
-    _check_training_numbers(
-        learning_rate=training.optimiser.learning_rate, steps=training.steps, batch_size=training.batch_size,
-        record_every=training.record_every, t_min=training.t_min, ema=0.0 if training.ema is None else training.ema.decay,
-    )
     labels = [sampler_label(sampler) for sampler in config.samplers]
     if len(set(labels)) != len(labels):
         raise ValueError(f"samplers must be distinct, got {labels}")
@@ -418,6 +384,7 @@ def _validate(config: Config) -> None:
     for t in config.fisher_times:
         if not t <= config.sde.t_max:
             raise ValueError(f"fisher_times must lie in (0, T={config.sde.t_max}], got {t!r}")
+    training = config.training
     for sampler in config.samplers:
         t_end = getattr(sampler, "t_end", None)
         if t_end is not None and t_end < training.t_min:

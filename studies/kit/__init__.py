@@ -23,9 +23,11 @@ from studies.kit.cells import Diverged as Diverged
 from studies.kit.cells import equinox_artifact as equinox_artifact
 from studies.kit.cells import run_cells as run_cells
 from studies.kit.cli import Invocation as Invocation
+from studies.kit.cli import Overrides as Overrides
 from studies.kit.cli import Runtime as Runtime
 from studies.kit.cli import main as main
 from studies.kit.cli import parse_config as parse_config
+from studies.kit.config import TRAINING_LIMITS as TRAINING_LIMITS
 from studies.kit.config import check_fields as check_fields
 from studies.kit.config import config_field as config_field
 from studies.kit.config import config_hash as config_hash
@@ -63,6 +65,7 @@ __all__ = [
     "Interval",
     "Invocation",
     "Keys",
+    "Overrides",
     "Progress",
     "ResultStore",
     "Results",
@@ -70,6 +73,7 @@ __all__ = [
     "RunDirectoryError",
     "RunLockedError",
     "Runtime",
+    "TRAINING_LIMITS",
     "WrongStudyError",
     "check_fields",
     "config_field",

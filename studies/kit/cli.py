@@ -29,10 +29,10 @@ from typing import Annotated, Any
 import tyro
 from tyro.constructors import PrimitiveConstructorSpec
 
-from studies.kit.config import _strip_optional, _tuple_element, field_bounds_text, to_json_value
+from studies.kit.config import _strip_optional, _tuple_element, field_bounds_text, to_json_value, within_text
 from studies.kit.store import ConfigMismatchError, DamagedFileError, ResultStore, RunDirectoryError, RunLockedError, validate_cell_id
 
-__all__ = ["Invocation", "Runtime", "main", "parse_config"]
+__all__ = ["Invocation", "Overrides", "Runtime", "main", "parse_config"]
 
 _RESERVED = {"preset", "run_name", "results_dir", "devices", "distributed"}
 
@@ -78,6 +78,92 @@ class Invocation:
         except (ConfigMismatchError, RunLockedError, RunDirectoryError, DamagedFileError) as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Overrides:
+    """``parse=`` for a component field written as ``KEY=VALUE,...`` changes of the chosen preset's value.
+
+    ``--training steps=400,lr=3e-3`` with ``--preset paper`` changes only those two
+    numbers of the paper preset's training object; every other part keeps that preset's
+    value. Each key names a dotted path into the component (``"lr":
+    "optimiser.learning_rate"``); the text is parsed by the type of the value it replaces
+    (int, float, bool; ``none`` for an optional part), or by ``convert[key]`` when given
+    (e.g. ``ema=0.999`` -> ``EMA(0.999)``). The component is rebuilt with
+    ``dataclasses.replace``, so its own checks run on the new values.
+
+    Attributes:
+        keys: command-line key -> dotted path in the component.
+        convert: key -> ``str -> value`` for parts that are not plain numbers.
+    """
+
+    keys: Mapping[str, str]
+    convert: Mapping[str, Callable[[str], Any]] = dataclasses.field(default_factory=dict)
+
+    def apply(self, base: Any, text: str) -> Any:
+        """``base`` with the ``KEY=VALUE`` changes of ``text``."""
+        given: dict[str, str] = {}
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            key, sep, value = (part.strip() for part in item.partition("="))
+            if not sep or key not in self.keys:
+                raise ValueError(f"expected KEY=VALUE with KEY in {list(self.keys)}, got {item.strip()!r}")
+            if key in given:
+                raise ValueError(f"key {key!r} given twice in {text!r}")
+            given[key] = value
+        if not given:
+            raise ValueError(f"expected KEY=VALUE pairs with KEY in {list(self.keys)}, got {text!r}")
+        changes: dict[str, Any] = {}
+        for key, value in given.items():
+            path = self.keys[key]
+            changes[path] = self.convert[key](value) if key in self.convert else _parse_like(
+                _get_path(base, path.split(".")), value, key)
+        # All at once: a component checks its fields together (record_every divides steps).
+        return _replace_paths(base, changes)
+
+    def show(self, value: Any) -> str:
+        """The component's current values under this parser's keys, e.g. ``lr=0.001,steps=10000``."""
+        parts = []
+        for key, path in self.keys.items():
+            current = _get_path(value, path.split("."))
+            parts.append(f"{key}={_format(getattr(current, 'decay', current))}")
+        return ",".join(parts)
+
+
+def _get_path(value: Any, path: Sequence[str]) -> Any:
+    for name in path:
+        if value is None:
+            return None
+        value = getattr(value, name)
+    return value
+
+
+def _replace_paths(value: Any, changes: Mapping[str, Any]) -> Any:
+    """``value`` rebuilt once per object with every ``{dotted path: new value}`` of ``changes``."""
+    direct = {path: new for path, new in changes.items() if "." not in path}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, new in changes.items():
+        if "." in path:
+            head, rest = path.split(".", 1)
+            nested.setdefault(head, {})[rest] = new
+    for head, inner in nested.items():
+        direct[head] = _replace_paths(getattr(value, head), inner)
+    return dataclasses.replace(value, **direct)
+
+
+def _parse_like(current: Any, text: str, key: str) -> Any:
+    """``text`` parsed as a value of the same kind as ``current`` (``none`` -> None where current may be None)."""
+    if text.lower() == "none":
+        return None
+    try:
+        if isinstance(current, bool):
+            return _parse_bool(text)
+        if isinstance(current, int):
+            return _parse_int(text)
+        return _parse_float(text)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -146,8 +232,10 @@ def _format(value: Any, names: Mapping[str, Any] | None = None) -> str:
     return str(value)
 
 
-def _field_parser(field: dataclasses.Field, annotation: Any) -> tuple[Callable[[str], Any], str, tuple[str, ...] | None]:
+def _field_parser(field: dataclasses.Field, annotation: Any, default: Any) -> tuple[Callable[[str], Any], str, tuple[str, ...] | None]:
     parse = field.metadata.get("parse")
+    if isinstance(parse, Overrides):
+        return (lambda text: parse.apply(default, text)), "KEY=VALUE,...", None
     if isinstance(parse, Mapping):
         names = tuple(parse)
 
@@ -186,17 +274,27 @@ def _field_parser(field: dataclasses.Field, annotation: Any) -> tuple[Callable[[
     return parse_value, metavar, None
 
 
+def _shown(field: dataclasses.Field, value: Any) -> str:
+    """How ``--help`` and the presets list write a field's value."""
+    parse, show = field.metadata.get("parse"), field.metadata.get("show")
+    if show is not None:
+        return show(value)
+    if isinstance(parse, Overrides):
+        return parse.show(value)
+    return _format(value, parse if isinstance(parse, Mapping) else None)
+
+
 def _option(field: dataclasses.Field, annotation: Any, default: Any) -> Any:
-    parse, metavar, choices = _field_parser(field, annotation)
-    names = field.metadata.get("parse") if isinstance(field.metadata.get("parse"), Mapping) else None
+    parse, metavar, choices = _field_parser(field, annotation, default)
     bounds = field_bounds_text(field, annotation)
-    help_text = field.metadata.get("help", "") + (f" {bounds}" if bounds else "")
+    within = within_text(field)
+    help_text = field.metadata.get("help", "") + (f" {bounds}" if bounds else "") + (f" ({within})" if within else "")
     spec = PrimitiveConstructorSpec(
         nargs=1,
         metavar=metavar,
         instance_from_str=lambda args: parse(args[0]),
         is_instance=lambda value: True,
-        str_from_instance=lambda value: [_format(value, names)],
+        str_from_instance=lambda value: [_shown(field, value)],
         choices=choices,
     )
     # A factory rather than a default: tyro warns about non-frozen component objects as
@@ -221,7 +319,7 @@ def _presets_text(presets: Mapping[str, Any], default: str) -> str:
             lines.append(f"  {name}: the default")
             continue
         changes = [
-            f"{f.name}={_format(getattr(preset, f.name))}"
+            f"{f.name}={_shown(f, getattr(preset, f.name))}"
             for f in dataclasses.fields(preset)
             if to_json_value(getattr(preset, f.name), f.name) != to_json_value(getattr(reference, f.name), f.name)
         ]

@@ -27,11 +27,13 @@ import numpy as np
 __all__ = [
     "INT32_MAX",
     "FLOAT32_MAX",
+    "TRAINING_LIMITS",
     "check_fields",
     "config_field",
     "config_hash",
     "config_to_dict",
     "field_bounds_text",
+    "within_text",
 ]
 
 INT32_MAX = 2**31 - 1
@@ -39,6 +41,12 @@ INT32_MAX = 2**31 - 1
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest magnitude a float field may hold unless declared float64 (training is float32)."""
+
+
+TRAINING_LIMITS = {"steps": (1, 10**7), "batch_size": (1, 65536), "record_every": (1, 10**7)}
+"""``within=`` bounds of a ``models.training.AbstractTraining`` field: 10^7 steps are hours
+on 2 CPU cores (and step counters are int32); a batch of 65,536 points through a
+4096-wide MLP holds 1 GiB of activations."""
 
 
 def config_field(
@@ -51,6 +59,8 @@ def config_field(
     parse: Any = None,
     float64: bool = False,
     distinct: bool = True,
+    within: Mapping[str, tuple[float | None, float | None]] | None = None,
+    show: Any = None,
 ) -> Any:
     """A study ``Config`` field with its meaning and bounds (shown by ``--help``).
 
@@ -65,6 +75,12 @@ def config_field(
         float64: a float field used only in float64 code (bounds float64's range
             instead of float32's).
         distinct: whether a tuple field must not repeat values (default True).
+        within: inclusive bounds on numbers inside a component object, by dotted path
+            (``{"steps": (1, 10**7), "optimiser.learning_rate": (None, 1.0)}``; None: no
+            bound on that side); checked by :func:`check_fields` with the component's
+            other numbers, and shown by ``--help``.
+        show: how ``--help`` writes a value of this field (``value -> str``), for a
+            component whose repr is long; by default names from ``parse`` or the repr.
     """
     metadata = {
         "help": help_text,
@@ -74,6 +90,8 @@ def config_field(
         "parse": parse,
         "float64": float64,
         "distinct": distinct,
+        "within": dict(within or {}),
+        "show": show,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -107,6 +125,13 @@ def _short(value: float) -> str:
 def check_fields(config: Any) -> None:
     """Check every field of a study config against its annotated type and bounds.
 
+    Component objects (dataclasses and Equinox modules held by a field, alone or in a
+    tuple) are checked too, recursively: every integer inside must fit an int32, every
+    float must be finite and fit a float32 (unless the field is ``float64=True``), and
+    the numbers named in the field's ``within=`` must lie in their bounds. Errors name
+    the path, e.g. ``training.optimiser.learning_rate``. (A component's own rules, such
+    as a positive learning rate, are its constructor's to check.)
+
     Args:
         config: a dataclass instance whose fields come from :func:`config_field`.
 
@@ -120,7 +145,57 @@ def check_fields(config: Any) -> None:
     for field in dataclasses.fields(config):
         if not field.init:
             continue
-        _check_value(field, hints[field.name], getattr(config, field.name))
+        value = getattr(config, field.name)
+        _check_value(field, hints[field.name], value)
+        _check_components(field, value)
+
+
+def _check_components(field: dataclasses.Field, value: Any) -> None:
+    """The numbers inside the component objects of one field (see :func:`check_fields`)."""
+    float64 = field.metadata.get("float64", False)
+    found: dict[str, Any] = {}
+
+    def visit(item: Any, path: str) -> None:
+        if _is_dataclass_instance(item):
+            for sub in dataclasses.fields(item):
+                visit(getattr(item, sub.name), f"{path}.{sub.name}")
+        elif isinstance(item, (tuple, list)):
+            for i, element in enumerate(item):
+                visit(element, f"{path}[{i}]")
+        elif isinstance(item, bool) or item is None or isinstance(item, str):
+            return
+        elif isinstance(item, numbers.Integral):
+            found[path] = item
+            if not -INT32_MAX - 1 <= item <= INT32_MAX:
+                raise ValueError(f"{path} must fit an int32 (|value| <= {INT32_MAX}), got {item!r}")
+        elif isinstance(item, numbers.Real):
+            found[path] = item
+            if not math.isfinite(item):
+                raise ValueError(f"{path} must be finite, got {item!r}")
+            if not float64 and abs(item) > FLOAT32_MAX:
+                raise ValueError(f"{path} must be representable in float32 (|value| <= {FLOAT32_MAX:.3g}), got {item!r}")
+
+    components = value if isinstance(value, tuple) else (value,)
+    for i, component in enumerate(components):
+        if _is_dataclass_instance(component):
+            visit(component, field.name if not isinstance(value, tuple) else f"{field.name}[{i}]")
+    if isinstance(value, tuple) or not _is_dataclass_instance(value):
+        return
+    for sub_path, (low, high) in field.metadata.get("within", {}).items():
+        path = f"{field.name}.{sub_path}"
+        if path not in found:
+            continue  # e.g. an optional part (ema=None) that is absent
+        number = found[path]
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise ValueError(f"{path} must be in [{_short(low) if low is not None else '-inf'}, "
+                             f"{_short(high) if high is not None else 'inf'}], got {number!r}")
+
+
+def within_text(field: dataclasses.Field) -> str:
+    """The ``within=`` bounds of a field as shown in ``--help``; '' for none."""
+    parts = [f"{path} in [{_short(low) if low is not None else '-inf'}, {_short(high) if high is not None else 'inf'}]"
+             for path, (low, high) in field.metadata.get("within", {}).items()]
+    return "; ".join(parts)
 
 
 def _check_value(field: dataclasses.Field, annotation: Any, value: Any) -> None:

@@ -48,12 +48,24 @@ def test_config_validation_names_the_field_and_value():
         study.Config(w1_every=75)
     with pytest.raises(ValueError, match="sweep_initial_laws must not repeat"):
         study.Config(sweep_initial_laws=(study.TargetStart(), study.TargetStart()))
-    with pytest.raises(ValueError, match="learning_rate must be finite and representable in float32"):
+    with pytest.raises(ValueError, match=r"training\.optimiser\.learning_rate must be representable in float32"):
         study.Config(training=DSMTraining(optimiser=AdamSpec(1e300)))
     with pytest.raises(ValueError, match="initial laws must not repeat"):
         study.parse_initial_laws("uniform:-8,8;uniform:-8.0,8.0")
     assert study.parse_training("lr=0.01,steps=200,record-every=50") == DSMTraining(
         optimiser=AdamSpec(0.01), steps=200, batch_size=128, record_every=50)
+    with pytest.raises(ValueError, match=r"training\.steps must be in \[1, 1e7\], got 20000000"):
+        study.Config(training=study.parse_training("steps=20000000,record-every=100"))
+
+
+def test_training_changes_apply_to_the_chosen_preset():
+    """--training keys not given keep the chosen preset's values, not the quick preset's."""
+    smoke = kit.parse_config(study.Config, study.PRESETS, ["--preset", "smoke", "--training", "lr=0.01"],
+                             default_preset="quick").config
+    base = study.PRESETS["smoke"].training
+    assert smoke.training == DSMTraining(optimiser=AdamSpec(0.01), steps=base.steps, batch_size=base.batch_size,
+                                         record_every=base.record_every)
+    assert base.steps != study.PRESETS["quick"].training.steps
 
 
 def test_study_module_does_not_import_matplotlib():

@@ -103,7 +103,7 @@ def _reverse_diffusion() -> Case:
             (("--samplers", "sde-em,rk4"), "rk4"),
             (("--grid-modes", "3"), "grid_modes must be one of"),
             (("--network", "100000,3"), "width must be in"),
-            (("--training", "learning_rate=1e300"), "training.learning_rate must be in"),
+            (("--training", "learning_rate=1e300"), "training.optimiser.learning_rate must be representable in float32"),
             (("--training", "steps=100,record_every=30"), "record_every must divide"),
             (("--seed", "99999999999"), "seed must be <="),
         ),

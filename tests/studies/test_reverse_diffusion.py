@@ -38,8 +38,10 @@ def test_config_refuses_out_of_range_values_naming_the_field():
         _smoke(n_samples=10**6)
     with pytest.raises(ValueError, match="record_every must divide"):
         study.parse_training("steps=100,record_every=30")
-    with pytest.raises(ValueError, match="learning_rate"):
-        study.parse_training("learning_rate=1e300")
+    with pytest.raises(ValueError, match=r"training\.optimiser\.learning_rate must be representable in float32"):
+        _smoke(training=study.parse_training("learning_rate=1e300"))
+    with pytest.raises(ValueError, match=r"training\.batch_size must be in \[1, 65536\], got 100000"):
+        _smoke(training=study.parse_training("batch_size=100000"))
     with pytest.raises(ValueError, match="width"):
         study.parse_network("100000,3")
     assert _smoke(sde=study.SDES["ve"], samplers=study.parse_samplers("sde-em")).sde == study.SDES["ve"]
