@@ -508,6 +508,12 @@ def run_in_chunks(
     ``on_boundary(state, b_j, record)`` (evaluation, progress; record is None at a
     boundary with no new steps, e.g. 0).
 
+    Overlap: ``on_boundary`` may return a callable, the host-side rest of its work (e.g.
+    exact optimal transport on points it has already copied from the device). It is
+    called after the next chunk has been dispatched, so that it runs while the device
+    trains (``advance`` must not block: JAX dispatches asynchronously), and before the
+    next ``on_boundary``, so the order of every side effect is unchanged.
+
     Args:
         advance: (state, start, stop) -> (state, record); e.g. a ``train`` call on
             ``stop - start`` steps with a key folded with ``stop``.
@@ -523,13 +529,20 @@ def run_in_chunks(
     boundaries = [check_count("boundaries", b, minimum=0) for b in boundaries]
     if any(b < a for a, b in zip(boundaries, boundaries[1:])):
         raise ValueError(f"boundaries must be nondecreasing, got {boundaries}")
-    done, records = 0, []
+    done, records, pending = 0, [], None
     for stop in boundaries:
         record = None
         if stop > done:
             state, record = advance(state, done, stop)
             records.append((stop, record))
             done = stop
+        if pending is not None:
+            pending, finish = None, pending
+            finish()
         if on_boundary is not None:
-            on_boundary(state, stop, record)
+            pending = on_boundary(state, stop, record)
+            if pending is not None and not callable(pending):
+                raise TypeError(f"on_boundary must return None or a callable (the host-side rest), got {pending!r}")
+    if pending is not None:
+        pending()
     return state, records

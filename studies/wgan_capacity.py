@@ -223,37 +223,47 @@ class _CellRun:
         diverged_at = np.full(len(self.seeds), -1)
         train_keys = self._keys("train")
 
+        def phase(step):
+            return "train (first chunk, with compile)" if step == config.eval_steps()[1] else "train"
+
         def advance(states, start, stop):
-            phase = "train (first chunk, with compile)" if start == 0 else "train"
-            with self.progress.phase(phase):
+            with self.progress.phase(phase(stop)):
                 # max_steps = eval_every: one compiled program serves every chunk, the
-                # shorter last one included.
-                states, losses = train_replicas(
+                # shorter last one included. Dispatched without waiting: the exact
+                # evaluation of the previous boundary runs on the host meanwhile.
+                return train_replicas(
                     states, data, jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, stop),
                     n_steps=stop - start, generator_spec=self.generator_spec, critic_spec=self.critic_spec,
                     training=self.training, max_steps=config.eval_every, mesh=mesh,
                 )
-                jax.block_until_ready(states.diverged_at)
-            return states, losses
 
         def on_boundary(states, step, losses):
             nonlocal diverged_at
             if losses is not None:
-                reported = np.asarray(states.diverged_at)
+                with self.progress.phase(phase(step)):
+                    reported = np.asarray(states.diverged_at)
                 diverged_at = np.where((diverged_at < 0) & (reported >= 0), reported, diverged_at)
                 for r, seed in enumerate(self.seeds):
                     finite = diverged_at[r] < 0
                     self._row(seed, step, "critic_loss", np.mean(np.asarray(losses.critic[r], np.float64)) if finite else math.nan)
                     self._row(seed, step, "generator_loss", np.mean(np.asarray(losses.generator[r], np.float64)) if finite else math.nan)
-            with self.progress.phase("evaluate"):
-                diverged_at = self._evaluate(states, step, diverged_at, final=step == config.n_steps)
+            with self.progress.phase("evaluate (device: points, critic)"):
+                points = self._evaluation_points(states, step)
+
+            def score():  # host only (POT, NumPy), overlapping the next chunk's training
+                nonlocal diverged_at
+                with self.progress.phase("evaluate (host: exact W1)"):
+                    diverged_at = self._evaluate(states, step, points, diverged_at, final=step == config.n_steps)
+
+            return score
 
         run_in_chunks(advance, states, config.eval_steps(), on_boundary=on_boundary)
         for r, seed in enumerate(self.seeds):
             self._row(seed, config.n_steps, "diverged_at_step", diverged_at[r])
         return self.rows
 
-    def _evaluate(self, states, step: int, diverged_at: np.ndarray, *, final: bool) -> np.ndarray:
+    def _evaluation_points(self, states, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Generated and target points of every seed, and the critic on both, copied to the host."""
         config = self.config
         m, repeats, n_replicas = config.eval_points, config.eval_repeats, len(self.seeds)
         eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(self._keys("eval"), step)
@@ -266,12 +276,17 @@ class _CellRun:
         ])
         both = np.concatenate([generated, targets], axis=2).reshape(n_replicas, -1, 2)
         critic_on = np.asarray(critic_values(states.critic, jnp.asarray(both, jnp.float32)), np.float64)
-        critic_on = critic_on.reshape(n_replicas, repeats, 2 * m)
+        return generated, targets, critic_on.reshape(n_replicas, repeats, 2 * m)
+
+    def _evaluate(self, states, step: int, points, diverged_at: np.ndarray, *, final: bool) -> np.ndarray:
+        config = self.config
+        m = config.eval_points
+        generated, targets, critic_on = points
         shown = []
         for r, seed in enumerate(self.seeds):
             w1 = None
             if diverged_at[r] < 0 and np.all(np.isfinite(generated[r])) and np.all(np.isfinite(critic_on[r])):
-                w1 = np.array([theory.wasserstein(generated[r, i], targets[r, i]).value for i in range(repeats)])
+                w1 = np.array([theory.wasserstein(generated[r, i], targets[r, i]).value for i in range(config.eval_repeats)])
                 if not np.all(w1 <= self.limit):
                     w1 = None
             if w1 is None:

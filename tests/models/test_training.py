@@ -284,6 +284,25 @@ def test_run_in_chunks_visits_every_boundary_and_equals_one_run(key):
         run_in_chunks(advance, state, [4, 2])
 
 
+def test_run_in_chunks_runs_the_host_rest_while_the_next_chunk_trains():
+    """on_boundary's returned callable runs after the next chunk is dispatched and before
+    the next boundary, so side effects keep their order; the last one runs at the end."""
+    events = []
+
+    def advance(state, start, stop):
+        events.append(f"advance {stop}")
+        return state + 1, None
+
+    def on_boundary(state, stop, record):
+        events.append(f"device {stop}")
+        return lambda: events.append(f"host {stop}")
+
+    run_in_chunks(advance, 0, [0, 4, 8], on_boundary=on_boundary)
+    assert events == ["device 0", "advance 4", "host 0", "device 4", "advance 8", "host 4", "device 8", "host 8"]
+    with pytest.raises(TypeError, match="on_boundary must return None or a callable"):
+        run_in_chunks(advance, 0, [0, 4], on_boundary=lambda state, stop, record: 3)
+
+
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
