@@ -694,14 +694,13 @@ def vqvae_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    results = kit.main(run, Config, PRESETS, argv)
-    with pd.option_context("display.width", 200, "display.max_colwidth", 40, "display.max_columns", 20):
-        print("\nVAE gaps (nats), mean ± s.e. [95% t-interval] over seeds of the per-seed means over held-out points:")
-        print(summary(results.table).to_string(index=False))
-        print("\nPosterior collapse: per-dimension E_x KL(q(z_j|x) || N(0,1)) over seeds, closed form 1/2 log(lambda/sigma^2)_+:")
-        print(collapse_summary(results.table).to_string(index=False))
-        print("\nVQ-VAE (exact mixture log-likelihood), over seeds:")
-        print(vqvae_summary(results.table).to_string(index=False))
+    table = kit.main(run, Config, PRESETS, argv).table
+    kit.print_tables([
+        ("VAE gaps (nats), mean ± s.e. [95% t-interval] over seeds of the per-seed means over held-out points", summary(table)),
+        ("Posterior collapse: per-dimension E_x KL(q(z_j|x) || N(0,1)) over seeds, closed form 1/2 log(lambda/sigma^2)_+",
+         collapse_summary(table)),
+        ("VQ-VAE (exact mixture log-likelihood), over seeds", vqvae_summary(table)),
+    ], column_width=40)
 
 
 if __name__ == "__main__":

@@ -74,14 +74,13 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.critics import AbstractCriticSpec, BjorckGroupSortSpec
-from models.generator import AbstractLatent, MLPGeneratorSpec, UniformLatent
+from models.generator import MLPGeneratorSpec
 from models.oracle import AbstractOTLoss, ExactAssignment, OracleTraining, SinkhornDivergence, init_oracle_replicas, train_oracle_replicas
 from models.wgan import critic_values, init_replicas, sample_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
 from studies import kit
 from studies.kit import config_field
-from studies.wgan_capacity import CRITICS, DIVERGENCE_DIAMETERS, LATENTS, PAPER_GRID, WGANSettings, target_diameter
+from studies.wgan_capacity import DIVERGENCE_DIAMETERS, PAPER_GRID, WGANSettings, target_diameter
 
 INFINITY = -1
 """The value of the `n` coordinate for training on fresh target draws (n = infinity)."""
@@ -96,25 +95,16 @@ class Config(WGANSettings):
     """One error-decomposition sweep over targets K, depths p and q, and training-set sizes n."""
 
     n_modes: tuple[int, ...] = config_field((4,), "K: Gaussian-grid targets (each in 2, 4, 9)", low=2, high=9)
-    generator_depths: tuple[int, ...] = config_field((2, 5), "p: generator depths (linear layers); the first carries the n sweep", low=1, high=32)
-    critic_depths: tuple[int, ...] = config_field((2, 5), "q: critic depths (linear layers); the first carries the n sweep", low=1, high=32)
+    generator_depths: tuple[int, ...] = config_field((5, 2), "p: generator depths (linear layers); the first carries the n sweep", low=1, high=32)
+    critic_depths: tuple[int, ...] = config_field((5, 2), "q: critic depths (linear layers); the first carries the n sweep", low=1, high=32)
     train_sizes: tuple[int, ...] = config_field((64, 256, 1024), "n: finite training-set sizes (n = infinity is always trained)", low=2, high=100_000)
     full_grid: bool = config_field(False, "train every (p, q, n); otherwise every n at (p0, q0) only and the other (p, q) at the largest n")
-    critic: AbstractCriticSpec = config_field(BjorckGroupSortSpec(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS)
-    generator_width: int = config_field(30, "hidden width of the generator", low=1, high=1024)
-    latent_dim: int = config_field(1, "latent dimension of the generator", low=1, high=64)
-    latent: AbstractLatent = config_field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
     n_steps: int = config_field(1200, "generator steps of every WGAN and oracle training", low=1, high=10**6)
     batch_size: int = config_field(256, "WGAN batch size for real and fake points", low=2, high=8192)
-    critic_steps: int = config_field(3, "critic steps per generator step", low=1, high=100)
-    lr_critic: float = config_field(0.0025, "critic learning rate (Adam)", low=0.0, open_low=True)
-    lr_generator: float = config_field(0.001, "generator learning rate (Adam), WGAN and oracle", low=0.0, open_low=True)
-    adam_b1: float = config_field(0.5, "Adam beta1", low=0.0, high=0.999999)
-    adam_b2: float = config_field(0.5, "Adam beta2", low=0.0, high=0.999999)
     oracle_loss: AbstractOTLoss = config_field(ExactAssignment(), "the oracle's minibatch OT loss", parse=OT_LOSSES)
     oracle_batch_size: int = config_field(128, "oracle batch size B (its loss is biased up by about the floor at B)", low=2, high=4096)
     critic_fit_steps: int = config_field(600, "steps (each critic_steps critic updates) of the fresh critic on a frozen generator; even", low=2, high=10**6)
-    n_seeds: int = config_field(3, "replicates per cell, trained as one vmapped program", low=2, high=256)
+    n_seeds: int = config_field(5, "replicates per cell, trained as one vmapped program", low=2, high=256)
     seed: int = config_field(0, "root PRNG seed")
     eval_points: int = config_field(512, "m: generated and target points per exact W1 (POT's cost matrix is m x m)", low=2, high=10_000)
     eval_repeats: int = config_field(3, "independent W1 evaluations averaged per seed", low=1, high=100)
@@ -447,6 +437,13 @@ def _slope_rows(target: _Target, sizes: list[int], wgans: list[dict], wgan_inf: 
         interval = kit.slope_over_replicates(sizes, y)
         # A seed whose term is <= 0 at some n has no log-log slope: counted in n_diverged, said here.
         rows.append({"metric": metric, **_interval_row(interval), "note": "seeds with a non-positive value at some n are not fitted (counted in n_diverged)"})
+    # The trend without the sign restriction of a log-log fit: the least-squares change of
+    # the term per decade of n, per seed (a term near 0 at large n can be negative by noise
+    # or because n points train better than fresh draws at this budget), t-interval over seeds.
+    decades = np.log10(np.asarray(sizes, np.float64))
+    for metric, y in (("eps_estim_decade_slope", estim), ("eps_estim_oracle_decade_slope", estim_oracle)):
+        interval = kit.slope_over_replicates(decades, y, log=False)
+        rows.append({"metric": metric, **_interval_row(interval), "note": "change of the term per tenfold n (semi-log slope)"})
     return rows
 
 
@@ -577,16 +574,15 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    results = kit.main(run, Config, PRESETS, argv)
-    with pd.option_context("display.width", 200, "display.max_colwidth", 40):
-        print("\nExact W1 (POT) terms, mean ± s.e. [95% t-interval] over seeds, paired by seed; "
-              "w1_total = eps_estim + eps_optim + eps_approx per seed:")
-        print(summary(results.table).to_string(index=False))
-        slopes = results.table[results.table["metric"].str.endswith("_slope")]
-        for row in slopes.itertuples():
-            text = _interval_text(row) if math.isfinite(row.value) else "no seed fittable"
-            print(f"K={int(row.K)} p={int(row.p)} q={int(row.q)} {row.metric}: {text} ({int(row.n_seeds)} seeds fitted; "
-                  f"a seed with a non-positive term at some n has no log-log slope)")
+    table = kit.main(run, Config, PRESETS, argv).table
+    slopes = table[table["metric"].str.endswith("_slope")]
+    kit.print_tables([
+        ("Exact W1 (POT) terms, mean ± s.e. [95% t-interval] over seeds, paired by seed; "
+         "w1_total = eps_estim + eps_optim + eps_approx per seed", summary(table)),
+        *((f"K={int(row.K)} p={int(row.p)} q={int(row.q)} {row.metric}",
+           f"{_interval_text(row) if math.isfinite(row.value) else 'no seed fittable'} ({int(row.n_seeds)} seeds fitted; "
+           f"a log-log slope needs a positive term at every n)") for row in slopes.itertuples()),
+    ], column_width=40)
 
 
 if __name__ == "__main__":

@@ -223,9 +223,9 @@ class Config:
     seed: int = config_field(0, "root PRNG seed")
     # 1. Bounds.
     bound_objectives: tuple[AbstractGANObjective, ...] = config_field(
-        (OBJECTIVES["minimax"], OBJECTIVES["hinge"], OBJECTIVES["fgan-kl"], OBJECTIVES["wgan"]),
+        _parse_objectives("minimax,hinge,fgan-kl,wgan"),
         f"experiment 1: objectives whose discriminators are trained alone (WGAN on the 1-D pair only), from {list(OBJECTIVES)}",
-        parse=_parse_objectives,
+        parse=_parse_objectives, show=lambda objectives: ",".join(map(objective_name, objectives)),
     )
     bound_widths: tuple[int, ...] = config_field((8, 32), "experiment 1: discriminator widths (even)", low=2, high=1024)
     bound_steps: int = config_field(1000, "experiment 1: discriminator steps (bound recorded at 1, 10, 100, ... and the last)", low=1, high=10**6)
@@ -244,8 +244,9 @@ class Config:
     js_points: int = config_field(4096, "experiment 3: Monte Carlo draws per estimate and derivative", low=2, high=10**6)
     # 4. Mode collapse.
     mode_objectives: tuple[AbstractGANObjective, ...] = config_field(
-        (OBJECTIVES["minimax"], OBJECTIVES["non-saturating"], OBJECTIVES["least-squares"], OBJECTIVES["hinge"], OBJECTIVES["wgan"]),
+        _parse_objectives("minimax,non-saturating,least-squares,hinge,wgan"),
         f"experiment 4: objectives trained on the grids, from {list(OBJECTIVES)}", parse=_parse_objectives,
+        show=lambda objectives: ",".join(map(objective_name, objectives)),
     )
     mode_grids: tuple[int, ...] = config_field((4, 9, 25), "experiment 4: Gaussian grids K (each in 2, 4, 9, 25)", low=2, high=25)
     grid_spacing: float = config_field(2.0, "spacing of the 5 x 5 grid (the named grids have spacing 2)", low=0.0, open_low=True, high=100.0)
@@ -325,8 +326,8 @@ PRESETS = {
     "quick": Config(),
     # Longer training, more widths and stages, 10 seeds.
     "paper": Config(
-        bound_objectives=tuple(OBJECTIVES[n] for n in ("minimax", "least-squares", "hinge", "fgan-kl", "fgan-reverse-kl",
-                                                        "fgan-pearson", "fgan-hellinger", "fgan-js", "wgan")),
+        bound_objectives=_parse_objectives(
+            "minimax,least-squares,hinge,fgan-kl,fgan-reverse-kl,fgan-pearson,fgan-hellinger,fgan-js,wgan"),
         bound_widths=(8, 32, 128),
         js_thetas=(-1.0, -0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
         bound_steps=20_000,
@@ -335,7 +336,7 @@ PRESETS = {
         gradient_steps=4000,
         js_steps=5000,
         js_points=65_536,
-        mode_objectives=tuple(OBJECTIVES[n] for n in ("minimax", "non-saturating", "least-squares", "hinge", "fgan-kl", "wgan")),
+        mode_objectives=_parse_objectives("minimax,non-saturating,least-squares,hinge,fgan-kl,wgan"),
         mode_steps=20_000,
         eval_every=1000,
         eval_points=2048,
@@ -346,7 +347,7 @@ PRESETS = {
     ),
     # Seconds: for tests and a first look at the pipeline.
     "smoke": Config(
-        bound_objectives=(OBJECTIVES["minimax"], OBJECTIVES["wgan"]),
+        bound_objectives=_parse_objectives("minimax,wgan"),
         bound_widths=(8,),
         bound_steps=20,
         bound_panels=8,
@@ -356,7 +357,7 @@ PRESETS = {
         js_thetas=(0.0, 0.5),
         js_steps=10,
         js_points=256,
-        mode_objectives=(OBJECTIVES["non-saturating"], OBJECTIVES["wgan"]),
+        mode_objectives=_parse_objectives("non-saturating,wgan"),
         mode_grids=(4,),
         mode_steps=10,
         eval_every=5,
@@ -935,19 +936,14 @@ def bound_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    results = kit.main(run, Config, PRESETS, argv)
-    table = results.table
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        for title, frame in (
-            ("1. Bound gap Div - B(v) at the last discriminator step (mean ± s.e. [95% t] over seeds)", bound_summary(table)),
-            ("2. Generator gradient norm: log10(last / first) over discriminator steps, paired over seeds", gradient_summary(table)),
-            ("3. Parallel lines: estimate and d/dtheta against exact", js_summary(table)),
-            ("4. Gaussian grids, final evaluation (diverged seeds counted)", mode_summary(table)),
-            ("5. Mass off the modes: unconditional vs conditional GAN, paired over seeds", disconnected_summary(table)),
-        ):
-            if len(frame):
-                print(f"\n{title}:")
-                print(frame[[c for c in frame.columns if not c.endswith(("_value", "_error"))]].to_string(index=False))
+    table = kit.main(run, Config, PRESETS, argv).table
+    kit.print_tables([(title, frame[[c for c in frame.columns if not c.endswith(("_value", "_error"))]]) for title, frame in (
+        ("1. Bound gap Div - B(v) at the last discriminator step (mean ± s.e. [95% t] over seeds)", bound_summary(table)),
+        ("2. Generator gradient norm: log10(last / first) over discriminator steps, paired over seeds", gradient_summary(table)),
+        ("3. Parallel lines: estimate and d/dtheta against exact", js_summary(table)),
+        ("4. Gaussian grids, final evaluation (diverged seeds counted)", mode_summary(table)),
+        ("5. Mass off the modes: unconditional vs conditional GAN, paired over seeds", disconnected_summary(table)),
+    )])
 
 
 if __name__ == "__main__":

@@ -1065,16 +1065,15 @@ def main(argv: list[str] | None = None) -> None:
     if table.empty:
         return
     diverged = results.table[results.table["metric"] == "diverged"]
-    print("\nHeadline (baseline, final step). Exact-score weights: Clopper-Pearson pooled over every chain of "
-          "every seed; learned-score numbers and differences: mean ± s.e. [t-interval] over seeds (networks), "
-          "paired by seed (same starts, same noise).")
-    with pd.option_context("display.width", 160, "display.max_colwidth", 70):
-        shown = table[["quantity", "sampler", "sigma", "text", "reference"]].copy()
-        shown["sigma"] = shown["sigma"].map(lambda s: "" if not math.isfinite(s) else f"{s:.3g}")
-        shown["reference"] = shown["reference"].map(lambda r: "" if not math.isfinite(r) else f"{r:.3g}")
-        print(shown.to_string(index=False))
-    if len(diverged):
-        print(f"\n{len(diverged)} cell(s) diverged: " + "; ".join(diverged["reason"].astype(str)))
+    shown = table[["quantity", "sampler", "sigma", "text", "reference"]].copy()
+    shown["sigma"] = shown["sigma"].map(lambda s: "" if not math.isfinite(s) else f"{s:.3g}")
+    shown["reference"] = shown["reference"].map(lambda r: "" if not math.isfinite(r) else f"{r:.3g}")
+    kit.print_tables([
+        ("Headline (baseline, final step). Exact-score weights: Clopper-Pearson pooled over every chain of "
+         "every seed; learned-score numbers and differences: mean ± s.e. [t-interval] over seeds (networks), "
+         "paired by seed (same starts, same noise)", shown),
+        *([(f"{len(diverged)} cell(s) diverged", "; ".join(diverged["reason"].astype(str)))] if len(diverged) else []),
+    ], width=160, column_width=70)
 
 
 if __name__ == "__main__":

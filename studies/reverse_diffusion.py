@@ -975,14 +975,12 @@ def convergence_orders(table: pd.DataFrame, *, metric: str = "spread_error", sco
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, run, print the headline numbers."""
     results = kit.main(run, Config, PRESETS, argv)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 48):
-        print("\nMean ± s.e. [95% t-interval] over seeds; gap = learned - exact, paired by seed:")
-        print(results.summary().to_string(index=False))
-        for metric in ("spread_error", "kl_model_target"):
-            orders = convergence_orders(results.table, metric=metric)
-            if len(orders):
-                print(f"\nConvergence order from |{metric}| vs step size (exact score), slope per seed:")
-                print(orders[["sampler", "order", "budgets"]].to_string(index=False))
+    orders = {metric: convergence_orders(results.table, metric=metric) for metric in ("spread_error", "kl_model_target")}
+    kit.print_tables([
+        ("Mean ± s.e. [95% t-interval] over seeds; gap = learned - exact, paired by seed", results.summary()),
+        *((f"Convergence order from |{metric}| vs step size (exact score), slope per seed",
+           frame[["sampler", "order", "budgets"]] if len(frame) else frame) for metric, frame in orders.items()),
+    ], column_width=48)
 
 
 if __name__ == "__main__":

@@ -68,11 +68,24 @@ the untrained generator (outputs near 0) scores about one diameter, a trained on
 less, so 10 diameters means the generator exploded (an lr of 1e6 gives W1 ~ 1e6)."""
 
 
+@dataclasses.dataclass(frozen=True)
 class WGANSettings:
-    """What every WGAN study builds from its config's fields (n_modes, critic, generator_width,
-    latent_dim, latent, lr_critic, lr_generator, adam_b1, adam_b2, critic_steps, batch_size):
+    """The fields every WGAN study shares (critic family, generator, Adam and critic steps of
+    Biau et al.'s protocol) and what it builds from them with its own n_modes and batch_size:
     the checks of its targets and optimiser, the training settings, the generator and critic
-    specs. A mixin for a frozen Config dataclass, which declares the fields."""
+    specs. The base of a study's frozen Config dataclass."""
+
+    critic: AbstractCriticSpec = config_field(
+        BjorckGroupSortSpec(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS
+    )
+    generator_width: int = config_field(30, "hidden width of the generator", low=1, high=1024)
+    latent_dim: int = config_field(1, "latent dimension of the generator", low=1, high=64)
+    latent: AbstractLatent = config_field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
+    critic_steps: int = config_field(3, "critic steps per generator step", low=1, high=100)
+    lr_critic: float = config_field(0.0025, "critic learning rate (Adam)", low=0.0, open_low=True)
+    lr_generator: float = config_field(0.001, "generator learning rate (Adam)", low=0.0, open_low=True)
+    adam_b1: float = config_field(0.5, "Adam beta1", low=0.0, high=0.999999)
+    adam_b2: float = config_field(0.5, "Adam beta2", low=0.0, high=0.999999)
 
     def check_wgan_settings(self) -> None:
         """The named-grid targets, the optimiser's own checks and a buildable generator."""
@@ -106,21 +119,10 @@ class Config(WGANSettings):
     n_modes: tuple[int, ...] = config_field((4, 9), "K: Gaussian-grid targets to sweep (each in 2, 4, 9)", low=2, high=9)
     generator_depths: tuple[int, ...] = config_field((2, 5), "p: generator depths (number of linear layers) to sweep", low=1, high=32)
     critic_depths: tuple[int, ...] = config_field((2, 5), "q: critic depths (number of linear layers) to sweep", low=1, high=32)
-    critic: AbstractCriticSpec = config_field(
-        BjorckGroupSortSpec(depth=1), "critic family; its depth is replaced by each q", parse=CRITICS
-    )
-    generator_width: int = config_field(30, "hidden width of the generator", low=1, high=1024)
-    latent_dim: int = config_field(1, "latent dimension of the generator", low=1, high=64)
-    latent: AbstractLatent = config_field(UniformLatent(), "latent law (uniform: U[-1,1]^k)", parse=LATENTS)
     n_train: int = config_field(5000, "n: size of the finite training set, drawn once per (K, seed)", low=1, high=10**6)
     n_steps: int = config_field(4000, "generator steps", low=1, high=10**7)
     eval_every: int = config_field(1000, "evaluate every this many generator steps (and at 0 and the end)", low=1, high=10**7)
     batch_size: int = config_field(256, "batch size for real and fake points", low=1, high=65536)
-    critic_steps: int = config_field(3, "critic steps per generator step", low=1, high=100)
-    lr_critic: float = config_field(0.0025, "critic learning rate (Adam)", low=0.0, open_low=True)
-    lr_generator: float = config_field(0.001, "generator learning rate (Adam)", low=0.0, open_low=True)
-    adam_b1: float = config_field(0.5, "Adam beta1", low=0.0, high=0.999999)
-    adam_b2: float = config_field(0.5, "Adam beta2", low=0.0, high=0.999999)
     n_seeds: int = config_field(3, "independent replicates per (K, p, q), trained in one vmapped program", low=1, high=1024)
     seed: int = config_field(0, "root PRNG seed")
     eval_points: int = config_field(1024, "m: generated and target points per W1 evaluation (POT's cost matrix is m x m)", low=2, high=20_000)
@@ -393,10 +395,11 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     results = kit.main(run, Config, PRESETS, argv)
-    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
-        print("\nExact W1 (POT), mean ± standard error [95% t-interval] over seeds; late = mean over the last "
-              "quarter of evaluations; floor = W1 between two target samples of the same size:")
-        print(summary(results.table).drop(columns=["final_value", "final_error"]).to_string(index=False))
+    kit.print_tables([
+        ("Exact W1 (POT), mean ± standard error [95% t-interval] over seeds; late = mean over the last "
+         "quarter of evaluations; floor = W1 between two target samples of the same size",
+         summary(results.table).drop(columns=["final_value", "final_error"])),
+    ], width=160)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from studies.kit.load import load_run as load_run
 from studies.kit.progress import Progress as Progress
 from studies.kit.results import Results as Results
 from studies.kit.results import finish as finish
+from studies.kit.results import print_tables as print_tables
 from studies.kit.progress import format_duration as format_duration
 from studies.kit.stats import Interval as Interval
 from studies.kit.stats import late_mean as late_mean
@@ -89,6 +90,7 @@ __all__ = [
     "paired_difference",
     "parse_config",
     "pooled_proportion",
+    "print_tables",
     "rows_to_frame",
     "run_cells",
     "slope_over_replicates",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Results", "finish"]
+__all__ = ["Results", "finish", "print_tables"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,3 +50,20 @@ def finish(store: Any, table: pd.DataFrame, *, figures: str | None, summarise: C
     if store is not None and figures is not None:
         paths = tuple(importlib.import_module(figures).draw(store.run_dir))
     return Results(table=table, run_dir=None if store is None else store.run_dir, figures=paths, summarise=summarise)
+
+
+def print_tables(sections, *, width: int = 200, column_width: int = 60) -> None:
+    """Print a study's headline tables after a run: each ``(title, frame)`` that has rows.
+
+    Args:
+        sections: ``(title, frame)`` pairs, in order; a frame may also be a string (a
+            line printed as it is). Empty frames are skipped.
+        width, column_width: pandas' display width and largest column width.
+    """
+    with pd.option_context("display.width", width, "display.max_colwidth", column_width, "display.max_columns", 40):
+        for title, frame in sections:
+            if isinstance(frame, str):
+                print(f"\n{title}: {frame}" if title else frame)
+            elif len(frame):
+                print(f"\n{title}:")
+                print(frame.to_string(index=False))

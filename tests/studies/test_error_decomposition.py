@@ -79,7 +79,17 @@ def test_the_output_contract(smoke_table):
     inf = t[(t["metric"] == "eps_estim") & (t["n"] == study.INFINITY) & t["seed"].notna()]
     assert (inf["value"] == 0).all()
     slopes = t[t["metric"].str.endswith("_slope")]
-    assert set(slopes["metric"]) == {"eps_estim_slope", "eps_estim_oracle_slope", "rate_slope", "rate_reference_slope"}
+    assert set(slopes["metric"]) == {"eps_estim_slope", "eps_estim_oracle_slope", "rate_slope", "rate_reference_slope",
+                                     "eps_estim_decade_slope", "eps_estim_oracle_decade_slope"}
+    # The semi-log slope is least squares per seed, linear in the data: its mean over seeds
+    # is the fit to the seeds' mean term (float64 rounding only).
+    for k, p, q in {(int(r.K), int(r.p), int(r.q)) for r in slopes.itertuples()}:
+        estim = t[(t["metric"] == "eps_estim") & t["seed"].notna() & (t["n"] != study.INFINITY)
+                  & (t["K"] == k) & (t["p"] == p) & (t["q"] == q)]
+        mean = estim.groupby("n")["value"].mean()
+        fitted = np.polyfit(np.log10(mean.index.to_numpy(np.float64)), mean.to_numpy(), 1)[0]
+        slope = slopes[(slopes["metric"] == "eps_estim_decade_slope") & (slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q)]
+        np.testing.assert_allclose(slope["value"].to_numpy(), fitted, rtol=1e-9, atol=1e-12)
     rate = t[(t["metric"] == "w1_data") & t["seed"].isna()]
     assert sorted(rate["n"]) == sorted(SMOKE.train_sizes) and (rate["value"] > 0).all()
 
