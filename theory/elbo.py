@@ -126,6 +126,17 @@ def _monte_carlo(method, key, default_n: int) -> MonteCarlo:
     return method
 
 
+def _log_importance_weights(model: LinearGaussianModel, q: Gaussian, x, key, shape: tuple[int, ...]):
+    """log p(x, z) - log q(z) for z ~ q drawn with batch shape `shape`, in float64.
+
+    Call inside `jax.enable_x64(True)`, after `_check_q`; the draws are sample(key, prod(shape)).
+    """
+    model64, q64 = to_float64((model, q))
+    x = model64._check_x(jnp.asarray(x, jnp.float64))
+    z = q64.sample(key, math.prod(shape)).reshape(*shape, -1)
+    return model64.log_joint(x, z) - q64.log_prob(z)
+
+
 def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key=None, method=None) -> Estimate:
     """The evidence lower bound of a Gaussian q(z | x), by reparametrised Monte Carlo.
 
@@ -146,10 +157,7 @@ def elbo(model: LinearGaussianModel, q: Gaussian, x, *, key=None, method=None) -
     _check_q(model, q)
     n = method.n
     with jax.enable_x64(True):
-        model64, q64 = to_float64((model, q))
-        x = model64._check_x(jnp.asarray(x, jnp.float64))
-        z = q64.sample(key, n)
-        values = model64.log_joint(x, z) - q64.log_prob(z)
+        values = _log_importance_weights(model, q, x, key, (n,))
         return monte_carlo_mean(values, f"ELBO: reparametrised Monte Carlo (n={n})")
 
 
@@ -176,10 +184,7 @@ def importance_weighted_bound(
     _check_q(model, q)
     n = method.n
     with jax.enable_x64(True):
-        model64, q64 = to_float64((model, q))
-        x = model64._check_x(jnp.asarray(x, jnp.float64))
-        z = q64.sample(key, n * k).reshape(n, k, -1)
-        log_weights = model64.log_joint(x, z) - q64.log_prob(z)
+        log_weights = _log_importance_weights(model, q, x, key, (n, k))
         values = logsumexp(log_weights, axis=1) - math.log(k)
         return monte_carlo_mean(values, f"IWAE bound: k={k}, n={n} evaluations")
 

@@ -330,12 +330,25 @@ def _evidence_grid(model: LatentModel, x, panels: int, order: int, tail: float):
 _evidence_grid_jit = eqx.filter_jit(_evidence_grid)
 
 
-def _describe(k, panels, order, tail) -> str:
-    per_axis = 2 * (N_MODES + 1) * panels * order
+def _describe(k, method: Quadrature) -> str:
+    per_axis = 2 * (N_MODES + 1) * method.panels * method.order
     return (
         f"posterior-centred Gauss-Legendre quadrature ({k}-D, {per_axis} nodes per axis: "
-        f"{2 * panels} panels on the global box and on each of {N_MODES} Laplace boxes of +-{tail:g} sd)"
+        f"{2 * method.panels} panels on the global box and on each of {N_MODES} Laplace boxes of +-{method.tail:g} sd)"
     )
+
+
+def _evidence_on_grid(model, x, method) -> tuple[Estimate, Float[Array, "N k"], Float[Array, " N"]]:
+    """Check (model, x, method), then log p(x) as an `Estimate` with the fine grid's nodes
+    and log posterior quadrature weights, all in float64 (`_evidence_grid`)."""
+    model = _check_model(model)
+    method = _check_quadrature(method)
+    x = _check_x(x)
+    with jax.enable_x64(True):
+        value, error, nodes, log_weights = _evidence_grid_jit(
+            to_float64(model), jnp.asarray(x, jnp.float64), method.panels, method.order, method.tail
+        )
+        return Estimate(value, error, "log p(x): " + _describe(model.latent_dim, method)), nodes, log_weights
 
 
 def log_evidence(model: LatentModel, x, *, method: Quadrature | None = None) -> Estimate:
@@ -363,15 +376,8 @@ def log_evidence(model: LatentModel, x, *, method: Quadrature | None = None) -> 
     Returns:
         An `Estimate` of log p(x) in nats (float64).
     """
-    model = _check_model(model)
-    method = _check_quadrature(method)
-    x = _check_x(x)
-    with jax.enable_x64(True):
-        model64 = to_float64(model)
-        value, error, _, _ = _evidence_grid_jit(
-            model64, jnp.asarray(x, jnp.float64), method.panels, method.order, method.tail
-        )
-        return Estimate(value, error, "log p(x): " + _describe(model.latent_dim, method.panels, method.order, method.tail))
+    evidence, _, _ = _evidence_on_grid(model, x, method)
+    return evidence
 
 
 def log_evidence_values(
@@ -412,7 +418,7 @@ def mean_log_evidence(model: LatentModel, data, *, method: Quadrature | None = N
     return Estimate(
         np.mean(np.asarray(values)),
         np.mean(np.asarray(errors)),
-        f"mean log p(x) over n={values.shape[0]}: " + _describe(model.latent_dim, method.panels, method.order, method.tail),
+        f"mean log p(x) over n={values.shape[0]}: " + _describe(model.latent_dim, method),
     )
 
 
@@ -455,16 +461,8 @@ def posterior_on_grid(model: LatentModel, x, *, method: Quadrature | None = None
     Returns:
         A `GridPosterior` (nodes, normalised log quadrature weights, the evidence).
     """
-    model = _check_model(model)
-    method = _check_quadrature(method)
-    x = _check_x(x)
-    with jax.enable_x64(True):
-        model64 = to_float64(model)
-        value, error, nodes, log_weights = _evidence_grid_jit(
-            model64, jnp.asarray(x, jnp.float64), method.panels, method.order, method.tail
-        )
-        evidence = Estimate(value, error, "log p(x): " + _describe(model.latent_dim, method.panels, method.order, method.tail))
-        return GridPosterior(nodes, log_weights, evidence)
+    evidence, nodes, log_weights = _evidence_on_grid(model, x, method)
+    return GridPosterior(nodes, log_weights, evidence)
 
 
 # --------------------------------------------------------------------------------------

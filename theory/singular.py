@@ -19,6 +19,14 @@ from theory.distributions import AbstractDistribution, _flatten_points
 from theory.validation import check_count, check_finite, check_shape
 
 
+def _finite_scalar(name: str, value) -> Float[Array, ""]:
+    """`value` as a finite scalar array of the default float dtype."""
+    value = jnp.asarray(value, dtype=jnp.result_type(float))
+    check_shape(name, value, ())
+    check_finite(name, value)
+    return value
+
+
 class PointMass(AbstractDistribution):
     """delta_location on R^1: a law on a 0-dimensional set.
 
@@ -29,10 +37,7 @@ class PointMass(AbstractDistribution):
     support_dim: int = eqx.field(static=True, default=0)
 
     def __init__(self, location):
-        location = jnp.asarray(location, dtype=jnp.result_type(float))
-        check_shape("location", location, ())
-        check_finite("location", location)
-        self.location = location
+        self.location = _finite_scalar("location", location)
 
     @property
     def dim(self) -> int:
@@ -58,10 +63,7 @@ class VerticalSegment(AbstractDistribution):
     support_dim: int = eqx.field(static=True, default=1)
 
     def __init__(self, theta):
-        theta = jnp.asarray(theta, dtype=jnp.result_type(float))
-        check_shape("theta", theta, ())
-        check_finite("theta", theta)
-        self.theta = theta
+        self.theta = _finite_scalar("theta", theta)
 
     @property
     def dim(self) -> int:

@@ -54,7 +54,19 @@ def _steps(budget) -> int:
     return check_type("budget", budget, Steps).n
 
 
-class ReverseSDESampler(AbstractDiffusionSampler):
+class _SolverSampler(AbstractDiffusionSampler):
+    """A continuous-time sampler: a diffrax solver whose drift evaluations we can count,
+    run from t = T down to t_end >= 0."""
+
+    solver: eqx.AbstractVar[diffrax.AbstractSolver]
+    t_end: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        drift_evaluations(self.solver)
+        check_positive_number("t_end", self.t_end, allow_zero=True)
+
+
+class ReverseSDESampler(_SolverSampler):
     """`reverse_sde` with a fixed-step diffrax solver, at a `Steps(n)` budget.
 
     Args:
@@ -68,9 +80,7 @@ class ReverseSDESampler(AbstractDiffusionSampler):
     t_end: float = eqx.field(static=True, default=1e-3)
 
     def __check_init__(self):
-        drift_evaluations(self.solver)
         check_type("brownian", self.brownian, AbstractBrownianMotion)
-        check_positive_number("t_end", self.t_end, allow_zero=True)
 
     @property
     def evaluations_per_step(self) -> int:
@@ -84,7 +94,7 @@ class ReverseSDESampler(AbstractDiffusionSampler):
         )
 
 
-class ProbabilityFlowSampler(AbstractDiffusionSampler):
+class ProbabilityFlowSampler(_SolverSampler):
     """`probability_flow` with a fixed-step diffrax ODE solver, at a `Steps(n)` budget.
 
     Args:
@@ -94,10 +104,6 @@ class ProbabilityFlowSampler(AbstractDiffusionSampler):
 
     solver: diffrax.AbstractSolver = diffrax.Heun()
     t_end: float = eqx.field(static=True, default=1e-3)
-
-    def __check_init__(self):
-        drift_evaluations(self.solver)
-        check_positive_number("t_end", self.t_end, allow_zero=True)
 
     @property
     def evaluations_per_step(self) -> int:
@@ -110,7 +116,7 @@ class ProbabilityFlowSampler(AbstractDiffusionSampler):
         )
 
 
-class AdaptiveProbabilityFlowSampler(AbstractDiffusionSampler):
+class AdaptiveProbabilityFlowSampler(_SolverSampler):
     """`adaptive_probability_flow`, at a `Tolerance(rtol, atol)` budget (the NFE is an
     outcome, not a choice).
 
@@ -123,10 +129,6 @@ class AdaptiveProbabilityFlowSampler(AbstractDiffusionSampler):
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
     t_end: float = eqx.field(static=True, default=1e-3)
     max_steps: int = eqx.field(static=True, default=4096)
-
-    def __check_init__(self):
-        drift_evaluations(self.solver)
-        check_positive_number("t_end", self.t_end, allow_zero=True)
 
     def sample(self, model, x_init, *, key, budget):
         budget = check_type("budget", budget, Tolerance)

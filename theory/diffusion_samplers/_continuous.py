@@ -17,8 +17,17 @@ from ._brownian import AbstractBrownianMotion, UnsafeBrownianMotion
 from ._outputs import SamplerOutput, ScoreFn, Trajectories
 
 
-def _check_t_end(sde: AbstractSDE, t_end) -> float:
+def _check_sde_and_t_end(sde, t_end) -> float:
+    """sde an `AbstractSDE` and t_end in [0, T); returns t_end as a float."""
+    check_type("sde", sde, AbstractSDE)
     return check_in_interval("t_end", t_end, 0.0, sde.t_max, include_low=True)
+
+
+def _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps: int | None = None):
+    """The boundary checks every fixed-step sampler shares; returns (x_init, n_steps, t_end)."""
+    x_init = check_points("x_init", x_init)
+    n_steps = check_count("n_steps", n_steps, maximum=max_steps)
+    return x_init, n_steps, _check_sde_and_t_end(sde, t_end)
 
 
 def _levy_area_for(solver) -> type:
@@ -111,50 +120,44 @@ def _diffusion_operator(sde: AbstractSDE):
 # measured n vmapped VirtualBrownianTree solves 1.7-2.2x slower than the batched tree).
 
 
-def _solve_reverse_sde_batch(sde, score_fn, solver, brownian, x, key, n_steps, t_end, saveat, max_steps):
+def _solve_batch(sde, score_fn, solver, brownian, x, key, n_steps, t_end, saveat, max_steps):
+    """n_steps fixed steps in tau = T - t from 0 to T - t_end: of the reverse SDE (drift
+    weight 1, noise from `brownian`), or with brownian=None of the probability-flow ODE
+    (drift weight 1/2, no noise)."""
     t1 = sde.t_max - t_end
     dt = t1 / n_steps
     flat = x.reshape(-1)
-    path = brownian.path(
-        t0=jnp.zeros_like(t1), t1=t1, dt=dt, shape=flat.shape, dtype=flat.dtype, key=key,
-        levy_area=_levy_area_for(solver),
-    )
-    terms = diffrax.MultiTerm(
-        diffrax.ODETerm(_batch_drift(sde, score_fn, 1.0, x.shape)),
-        diffrax.ControlTerm(_diffusion_operator(sde), path),
-    )
+    if brownian is None:
+        terms = diffrax.ODETerm(_batch_drift(sde, score_fn, 0.5, x.shape))
+    else:
+        path = brownian.path(
+            t0=jnp.zeros_like(t1), t1=t1, dt=dt, shape=flat.shape, dtype=flat.dtype, key=key,
+            levy_area=_levy_area_for(solver),
+        )
+        terms = diffrax.MultiTerm(
+            diffrax.ODETerm(_batch_drift(sde, score_fn, 1.0, x.shape)),
+            diffrax.ControlTerm(_diffusion_operator(sde), path),
+        )
     return diffrax.diffeqsolve(
         terms, solver, t0=jnp.zeros_like(t1), t1=t1, dt0=dt, y0=flat, saveat=saveat, max_steps=max_steps,
         adjoint=_SAMPLING_ADJOINT,
     )
 
 
-def _solve_probability_flow_batch(sde, score_fn, solver, x, n_steps, t_end, saveat, max_steps):
-    t1 = sde.t_max - t_end
-    dt = t1 / n_steps
-    term = diffrax.ODETerm(_batch_drift(sde, score_fn, 0.5, x.shape))
-    return diffrax.diffeqsolve(
-        term, solver, t0=jnp.zeros_like(t1), t1=t1, dt0=dt, y0=x.reshape(-1), saveat=saveat, max_steps=max_steps,
-        adjoint=_SAMPLING_ADJOINT,
-    )
-
-
-def _time_dtype(x):
-    return jnp.result_type(x.dtype, jnp.float32)
-
-
-def _fixed_step_output(solution, x_init, solver) -> SamplerOutput:
-    per_step, initial = drift_evaluations(solver)
-    nfe = initial + per_step * solution.stats["num_steps"]
-    return SamplerOutput(solution.ys[-1].reshape(x_init.shape), jnp.full(x_init.shape[0], nfe, jnp.int32))
+def _as_times(x, *values):
+    """Each value as an array of the samples' time dtype (at least float32): traced, so
+    sweeping a step count or a tolerance does not recompile."""
+    dtype = jnp.result_type(x.dtype, jnp.float32)
+    return tuple(jnp.asarray(value, dtype) for value in values)
 
 
 @eqx.filter_jit
-def _reverse_sde_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps):
-    solution = _solve_reverse_sde_batch(
-        sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, diffrax.SaveAt(t1=True), max_steps
-    )
-    return _fixed_step_output(solution, x_init, solver)
+def _final_state_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps):
+    """`_solve_batch` to its final state, as a `SamplerOutput` with the counted NFE."""
+    solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, diffrax.SaveAt(t1=True), max_steps)
+    per_step, initial = drift_evaluations(solver)
+    nfe = initial + per_step * solution.stats["num_steps"]
+    return SamplerOutput(solution.ys[-1].reshape(x_init.shape), jnp.full(x_init.shape[0], nfe, jnp.int32))
 
 
 def reverse_sde(
@@ -193,21 +196,9 @@ def reverse_sde(
     check_key("key", key)
     solver = diffrax.Euler() if solver is None else solver
     brownian = UnsafeBrownianMotion() if brownian is None else brownian
-    x_init = check_points("x_init", x_init)
-    n_steps = check_count("n_steps", n_steps, maximum=max_steps)
-    check_type("sde", sde, AbstractSDE)
-    t_end = _check_t_end(sde, t_end)
+    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps)
     drift_evaluations(solver)  # rejects solvers whose cost we cannot count
-    dtype = _time_dtype(x_init)
-    return _reverse_sde_jit(
-        sde, score_fn, solver, brownian, x_init, key, jnp.asarray(n_steps, dtype), jnp.asarray(t_end, dtype), max_steps
-    )
-
-
-@eqx.filter_jit
-def _probability_flow_jit(sde, score_fn, solver, x_init, n_steps, t_end, max_steps):
-    solution = _solve_probability_flow_batch(sde, score_fn, solver, x_init, n_steps, t_end, diffrax.SaveAt(t1=True), max_steps)
-    return _fixed_step_output(solution, x_init, solver)
+    return _final_state_jit(sde, score_fn, solver, brownian, x_init, key, *_as_times(x_init, n_steps, t_end), max_steps)
 
 
 def probability_flow(
@@ -236,15 +227,9 @@ def probability_flow(
     Reference: Song et al. (2021), eq. (13) and App. D.
     """
     solver = diffrax.Heun() if solver is None else solver
-    x_init = check_points("x_init", x_init)
-    n_steps = check_count("n_steps", n_steps, maximum=max_steps)
-    check_type("sde", sde, AbstractSDE)
-    t_end = _check_t_end(sde, t_end)
+    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps)
     drift_evaluations(solver)
-    dtype = _time_dtype(x_init)
-    return _probability_flow_jit(
-        sde, score_fn, solver, x_init, jnp.asarray(n_steps, dtype), jnp.asarray(t_end, dtype), max_steps
-    )
+    return _final_state_jit(sde, score_fn, solver, None, x_init, None, *_as_times(x_init, n_steps, t_end), max_steps)
 
 
 @eqx.filter_jit
@@ -306,23 +291,16 @@ def adaptive_probability_flow(
     x_init = check_points("x_init", x_init)
     rtol = check_positive_number("rtol", rtol)
     atol = check_positive_number("atol", atol)
-    check_type("sde", sde, AbstractSDE)
-    t_end = _check_t_end(sde, t_end)
+    t_end = _check_sde_and_t_end(sde, t_end)
     check_count("max_steps", max_steps)
     drift_evaluations(solver)
-    dtype = _time_dtype(x_init)
-    return _adaptive_probability_flow_jit(
-        sde, score_fn, solver, x_init, jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), jnp.asarray(t_end, dtype), max_steps
-    )
+    return _adaptive_probability_flow_jit(sde, score_fn, solver, x_init, *_as_times(x_init, rtol, atol, t_end), max_steps)
 
 
 @eqx.filter_jit
-def _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps: int, t_end, stochastic: bool):
+def _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps: int, t_end):
     saveat = diffrax.SaveAt(t0=True, steps=True)
-    if stochastic:
-        solution = _solve_reverse_sde_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, saveat, n_steps)
-    else:
-        solution = _solve_probability_flow_batch(sde, score_fn, solver, x_init, n_steps, t_end, saveat, n_steps)
+    solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, saveat, n_steps)
     xs = solution.ys.reshape(solution.ys.shape[0], *x_init.shape).transpose(1, 0, 2)
     return Trajectories(sde.t_max - solution.ts, xs)
 
@@ -344,13 +322,10 @@ def reverse_sde_trajectories(
         `Trajectories` with ts (n_steps + 1,) from T to t_end and xs (n, n_steps + 1, d).
     """
     check_key("key", key)
-    x_init = check_points("x_init", x_init)
-    n_steps = check_count("n_steps", n_steps)
-    check_type("sde", sde, AbstractSDE)
-    t_end = _check_t_end(sde, t_end)
+    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end)
     solver = diffrax.Euler() if solver is None else solver
     brownian = UnsafeBrownianMotion() if brownian is None else brownian
-    return _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, jnp.asarray(t_end, _time_dtype(x_init)), True)
+    return _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, *_as_times(x_init, t_end))
 
 
 def probability_flow_trajectories(
@@ -367,12 +342,6 @@ def probability_flow_trajectories(
     Returns:
         `Trajectories` with ts (n_steps + 1,) from T to t_end and xs (n, n_steps + 1, d).
     """
-    x_init = check_points("x_init", x_init)
-    n_steps = check_count("n_steps", n_steps)
-    check_type("sde", sde, AbstractSDE)
-    t_end = _check_t_end(sde, t_end)
+    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end)
     solver = diffrax.Heun() if solver is None else solver
-    return _trajectories_jit(
-        sde, score_fn, solver, UnsafeBrownianMotion(), x_init, jax.random.key(0), n_steps,
-        jnp.asarray(t_end, _time_dtype(x_init)), False,
-    )
+    return _trajectories_jit(sde, score_fn, solver, None, x_init, None, n_steps, *_as_times(x_init, t_end))

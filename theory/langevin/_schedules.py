@@ -50,7 +50,27 @@ class AbstractNoiseSchedule(eqx.Module):
             )
 
 
-class GeometricSchedule(AbstractNoiseSchedule):
+class _EndPointSchedule(AbstractNoiseSchedule):
+    """L levels spaced from sigma_max down to sigma_min by `_spaced`; one level is sigma_min."""
+
+    sigma_max: float = eqx.field(static=True, kw_only=True)
+    sigma_min: float = eqx.field(static=True, kw_only=True)
+    n_levels: int = eqx.field(static=True, kw_only=True)
+
+    def __check_init__(self):
+        self._check()
+
+    @abc.abstractmethod
+    def _spaced(self) -> np.ndarray:
+        """The n_levels >= 2 levels from sigma_max to sigma_min, float64."""
+
+    def sigmas(self) -> np.ndarray:
+        if self.n_levels == 1:
+            return np.array([self.sigma_min], np.float64)
+        return self._spaced()
+
+
+class GeometricSchedule(_EndPointSchedule):
     """Geometric levels, the NCSN choice.
 
     sigma_i = sigma_max * (sigma_min / sigma_max)^((i - 1) / (L - 1)), i = 1..L.
@@ -64,20 +84,11 @@ class GeometricSchedule(AbstractNoiseSchedule):
     ermongroup/ncsn runners/toy_runner.py (np.exp(np.linspace(np.log(20), 0., 10))).
     """
 
-    sigma_max: float = eqx.field(static=True, kw_only=True)
-    sigma_min: float = eqx.field(static=True, kw_only=True)
-    n_levels: int = eqx.field(static=True, kw_only=True)
-
-    def __check_init__(self):
-        self._check()
-
-    def sigmas(self) -> np.ndarray:
-        if self.n_levels == 1:
-            return np.array([self.sigma_min], np.float64)
+    def _spaced(self) -> np.ndarray:
         return np.geomspace(self.sigma_max, self.sigma_min, self.n_levels, dtype=np.float64)
 
 
-class LinearSchedule(AbstractNoiseSchedule):
+class LinearSchedule(_EndPointSchedule):
     """Evenly spaced levels.
 
     sigma_i = sigma_max + (i - 1) / (L - 1) * (sigma_min - sigma_max), i = 1..L.
@@ -88,16 +99,7 @@ class LinearSchedule(AbstractNoiseSchedule):
         n_levels: L >= 1.
     """
 
-    sigma_max: float = eqx.field(static=True, kw_only=True)
-    sigma_min: float = eqx.field(static=True, kw_only=True)
-    n_levels: int = eqx.field(static=True, kw_only=True)
-
-    def __check_init__(self):
-        self._check()
-
-    def sigmas(self) -> np.ndarray:
-        if self.n_levels == 1:
-            return np.array([self.sigma_min], np.float64)
+    def _spaced(self) -> np.ndarray:
         return np.linspace(self.sigma_max, self.sigma_min, self.n_levels, dtype=np.float64)
 
 
