@@ -1,4 +1,5 @@
-"""The command line every figure module shares: ``python -m figures.NAME RUN_DIR``."""
+"""What every figure module shares around its panels: the run it draws from
+(``run_to_draw``) and its command line (``python -m figures.NAME RUN_DIR``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,41 @@ import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
+import pandas as pd
+
+from figures.style import apply_style
+from studies import kit
 from studies.kit import DamagedFileError, WrongStudyError
 
-__all__ = ["NothingToDrawError", "figure_main"]
+__all__ = ["NothingToDrawError", "figure_main", "run_to_draw"]
 
 
 class NothingToDrawError(ValueError):
     """The run holds no cell a figure can be drawn from (yet)."""
+
+
+def run_to_draw(run_dir: str | pathlib.Path, *, study: str, drawable: Callable[[pd.DataFrame], bool],
+                missing: str) -> tuple[kit.Run, pathlib.Path]:
+    """Load a saved run of `study`, check it holds something to draw, set the house style.
+
+    Args:
+        run_dir: a run directory (``results/<study>/<run-name>``).
+        study: the study the run must come from (another study's run is refused).
+        drawable: True when the run's table holds at least one cell the figures use.
+        missing: what is missing otherwise, for the message ("trained cell").
+
+    Returns:
+        The run (kit.load_run) and the directory its figures go to, ``<run_dir>/figures``.
+
+    Raises:
+        FileNotFoundError, DamagedFileError, WrongStudyError: from kit.load_run.
+        NothingToDrawError: if `drawable` is False for the run's table.
+    """
+    run = kit.load_run(run_dir, study=study)
+    if not drawable(run.table):
+        raise NothingToDrawError(f"{run.run_dir} holds no {missing} yet (only {sorted(run.records)}): nothing to draw")
+    apply_style()
+    return run, run.run_dir / "figures"
 
 
 def figure_main(draw: Callable[[pathlib.Path], list[pathlib.Path]], *, prog: str, description: str | None,

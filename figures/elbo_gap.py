@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
+from figures.command import figure_main, run_to_draw
+from figures.panels import over_seeds
+from figures.style import save_figure
 from studies import kit
 
 VAE_COORDS = ["latent_dim", "encoder_width", "decoder_width", "family", "beta"]
@@ -33,6 +34,11 @@ def _vae_rows(table: pd.DataFrame) -> pd.DataFrame:
     if "encoder_width" not in table.columns:
         return table.iloc[0:0]
     return table[(table["model"] == "vae") & table["encoder_width"].notna()]
+
+
+def _has_vae_cell(table: pd.DataFrame) -> bool:
+    vae = _vae_rows(table)
+    return not vae.empty and (vae["metric"] == "approximation_gap").any()
 
 
 def _base(config: dict) -> dict:
@@ -118,21 +124,18 @@ def iwae_curves(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> lis
     for col, c in enumerate(configs):
         ax, gap_ax = axes[0][col], axes[1][col]
         sub = _select(vae, c)
-        iwae = sub[sub["metric"] == "iwae"]
-        ks = sorted(iwae["k"].unique())
-        curve = [_interval(iwae[iwae["k"] == k].sort_values("seed")["value"]) for k in ks]
-        ax.errorbar(ks, [i.value for i in curve], yerr=[i.error for i in curve], fmt="o-", label="IWAE L_K(q_phi)")
+        curve = over_seeds(sub[sub["metric"] == "iwae"].sort_values("seed"), "k")
+        ax.errorbar(curve["k"], curve["value"], yerr=curve["error"], fmt="o-", label="IWAE L_K(q_phi)")
         log_p = _interval(sub[sub["metric"] == "iwae_log_marginal"].sort_values("seed")["value"])
         ax.axhline(log_p.value, color="black", linewidth=1, label="exact log p")
         ax.set_xscale("log")
         ax.set_title(_label(c, base), fontsize=9)
         # The paired gap log p - L_K per seed (same points), free of the between-seed
         # spread of log p itself.
-        gaps = sub[sub["metric"] == "iwae_gap"]
-        curve = [_interval(gaps[gaps["k"] == k].sort_values("seed")["value"]) for k in ks]
-        gap_ax.errorbar(ks, [i.value for i in curve], yerr=[i.error for i in curve], fmt="o-", color="C1")
+        curve = over_seeds(sub[sub["metric"] == "iwae_gap"].sort_values("seed"), "k")
+        gap_ax.errorbar(curve["k"], curve["value"], yerr=curve["error"], fmt="o-", color="C1")
         gap_ax.set_xscale("log")
-        if all(i.value > 0 for i in curve):
+        if (curve["value"] > 0).all():
             gap_ax.set_yscale("log")
         gap_ax.set_xlabel("K")
     axes[0][0].set_ylabel("nats (mean over the IWAE points)")
@@ -155,10 +158,8 @@ def collapse(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[p
     for ax, decoder in zip(axes[0], decoders):
         kl = sub[(sub["decoder"] == decoder) & (sub["metric"] == "kl_per_dim")]
         for dim in sorted(kl["dim"].unique()):
-            points = kl[kl["dim"] == dim]
-            s2s = sorted(points["noise_variance"].unique())
-            curve = [_interval(points[points["noise_variance"] == s].sort_values("seed")["value"]) for s in s2s]
-            ax.errorbar(s2s, [i.value for i in curve], yerr=[i.error for i in curve], fmt="o", color=f"C{int(dim)}",
+            curve = over_seeds(kl[kl["dim"] == dim].sort_values("seed"), "noise_variance")
+            ax.errorbar(curve["noise_variance"], curve["value"], yerr=curve["error"], fmt="o", color=f"C{int(dim)}",
                         label=f"trained, dim {int(dim)}")
         # The closed form, drawn from the saved eigenvalues (sorted as the dims are).
         for j, lam in enumerate(np.sort(eigenvalues)[::-1]):
@@ -176,9 +177,8 @@ def collapse(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[p
         vq = table[table["model"] == "vqvae"]
         cs = sorted(vq["n_codes"].dropna().unique())
         for metric, color, label in (("perplexity", "C0", "perplexity exp H(codes)"), ("dead_codes", "C3", "dead codes")):
-            rows = vq[vq["metric"] == metric]
-            curve = [_interval(rows[rows["n_codes"] == c].sort_values("seed")["value"]) for c in cs]
-            ax.errorbar(cs, [i.value for i in curve], yerr=[i.error for i in curve], fmt="o-", color=color, label=label)
+            curve = over_seeds(vq[vq["metric"] == metric].sort_values("seed"), "n_codes")
+            ax.errorbar(curve["n_codes"], curve["value"], yerr=curve["error"], fmt="o-", color=color, label=label)
         ax.plot(cs, cs, color="black", linewidth=0.8, linestyle=":", label="C (all codes used)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("codebook size C")
@@ -232,18 +232,10 @@ def draw(run_dir) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no VAE cell is saved yet.
     """
-    run = kit.load_run(run_dir, study="elbo_gap")
-    table = run.table
-    vae = _vae_rows(table)
-    if vae.empty or not (vae["metric"] == "approximation_gap").any():
-        raise NothingToDrawError(f"{run.run_dir} holds no VAE cell yet (only {sorted(run.records)}): nothing to draw")
-    out_dir = run.run_dir / "figures"
-    apply_style()
-    paths = gap_bars(table, run.config, out_dir)
-    paths += iwae_curves(table, run.config, out_dir)
-    paths += collapse(table, run.config, out_dir)
-    paths += samples_and_posteriors(table, run.config, out_dir)
-    return paths
+    run, out_dir = run_to_draw(run_dir, study="elbo_gap", drawable=_has_vae_cell, missing="VAE cell")
+    table, config = run.table, run.config
+    return [*gap_bars(table, config, out_dir), *iwae_curves(table, config, out_dir), *collapse(table, config, out_dir),
+            *samples_and_posteriors(table, config, out_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:

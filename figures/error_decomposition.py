@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
-from studies import kit
+from figures.command import figure_main, run_to_draw
+from figures.panels import identity_line
+from figures.style import save_figure
 
 INFINITY = -1  # the saved n of the fresh-draw trainings (studies.error_decomposition.INFINITY)
 
@@ -153,8 +153,7 @@ def critic_vs_w1(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pat
         ax.scatter(rows["w1"], rows["critic_ipm_fresh"], s=22, label=f"fresh critic, p={int(p)}, q={int(q)}")
         ax.scatter(rows["w1"], rows["critic_ipm_training"], s=22, marker="x", color="0.4",
                    label="training critic" if (p, q) == tuple(wide[["p", "q"]].iloc[0]) else None)
-    limit = np.nanmax(wide[["w1", "critic_ipm_fresh", "critic_ipm_training"]].values) * 1.05
-    ax.plot([0, limit], [0, limit], color="black", linewidth=0.8, linestyle=":", label="IPM = W1")
+    identity_line(ax, wide[["w1", "critic_ipm_fresh", "critic_ipm_training"]].values, label="IPM = W1")
     ax.set_xlabel("exact W1 (POT) of the frozen generator")
     ax.set_ylabel("critic's IPM on the same points")
     ax.set_title("Metric discrepancy d_Dq vs d_Lip1 (one point per seed)")
@@ -168,17 +167,11 @@ def draw(run_dir) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no decomposition cell is saved yet.
     """
-    run = kit.load_run(run_dir, study="error_decomposition")
+    run, out_dir = run_to_draw(run_dir, study="error_decomposition", missing="decomposition cell",
+                               drawable=lambda table: "seed" in table.columns and not _terms(table).empty)
     table = run.table
-    if "seed" not in table.columns or _terms(table).empty:
-        raise NothingToDrawError(f"{run.run_dir} holds no decomposition cell yet (only {sorted(run.records)}): nothing to draw")
-    out_dir = run.run_dir / "figures"
-    apply_style()
-    paths = stacked_bars(table, out_dir)
-    paths += estimation_vs_n(table, out_dir)
-    paths += optimisation_vs_q(table, out_dir)
-    paths += critic_vs_w1(table, out_dir)
-    return paths
+    return [*stacked_bars(table, out_dir), *estimation_vs_n(table, out_dir), *optimisation_vs_q(table, out_dir),
+            *critic_vs_w1(table, out_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,20 +27,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
+from figures.command import figure_main, run_to_draw
+from figures.panels import line_with_band, over_seeds
+from figures.style import save_figure
 from studies import kit
 
 MODE_RADIUS = 3.0  # the study's "near a mode" radius, in standard deviations
 
 
 def _band(group: pd.DataFrame, x: str) -> pd.DataFrame:
-    """mean and standard error over seeds at each x (kit.over_replicates)."""
-    rows = []
-    for value, sub in group.groupby(x):
-        interval = kit.over_replicates(sub["value"].to_numpy())
-        rows.append({x: value, "mean": interval.value, "se": interval.error if math.isfinite(interval.error) else 0.0})
-    return pd.DataFrame(rows).sort_values(x)
+    """mean ± one standard error over seeds at each x (0 where a single seed leaves it undefined)."""
+    band = over_seeds(group, x)
+    band["error"] = band["error"].fillna(0.0)
+    return band.assign(low=band["value"] - band["error"], high=band["value"] + band["error"])
+
+
+def _has_experiment(table: pd.DataFrame) -> bool:
+    return "experiment" in table and table["experiment"].isin(["bounds", "gradients", "js", "modes", "disconnected"]).any()
 
 
 def _experiment(table: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -67,9 +70,8 @@ def bounds_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pa
                     continue
                 estimate["value"] = estimate["value"] / float(exact.iloc[0])
                 band = _band(estimate, "d_step")
-                ax.plot(band["d_step"], band["mean"], styles[width], color=colours[name], label=f"{name}, width {int(width)}")
-                ax.fill_between(band["d_step"], band["mean"] - band["se"], band["mean"] + band["se"], color=colours[name],
-                                alpha=0.15)
+                line_with_band(ax, band["d_step"], band["value"], band["low"], band["high"], styles[width],
+                               color=colours[name], label=f"{name}, width {int(width)}")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_ylim(-0.2, 1.1)
@@ -98,9 +100,8 @@ def gradient_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
             # Mean and s.e. of log10 norms over seeds: the decay spans orders of magnitude.
             cost["value"] = np.log10(cost["value"].where(cost["value"] > 0))
             band = _band(cost, "d_step")
-            ax.plot(band["d_step"], 10 ** band["mean"], color=f"C{i}", label=labels.get(name, name))
-            ax.fill_between(band["d_step"], 10 ** (band["mean"] - band["se"]), 10 ** (band["mean"] + band["se"]),
-                            color=f"C{i}", alpha=0.2)
+            line_with_band(ax, band["d_step"], 10 ** band["value"], 10 ** band["low"], 10 ** band["high"],
+                           color=f"C{i}", label=labels.get(name, name), alpha=0.2)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("discriminator steps (fresh discriminator)")
@@ -122,7 +123,7 @@ def js_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
         for ax, estimate, exact in ((axes[0], "divergence_estimate", "divergence_exact"),
                                     (axes[1], "estimate_grad_theta", "exact_grad_theta")):
             band = _band(sub[sub["metric"] == estimate], "theta")
-            ax.errorbar(band["theta"], band["mean"], yerr=band["se"], fmt="o", color=f"C{i}", label=names.get(name, name), ms=4)
+            ax.errorbar(band["theta"], band["value"], yerr=band["error"], fmt="o", color=f"C{i}", label=names.get(name, name), ms=4)
             truth = sub[sub["metric"] == exact].groupby("theta")["value"].first().sort_index()
             ax.plot(truth.index, truth.values, "--", color=f"C{i}", linewidth=1, label=f"exact ({'JS' if name != 'wgan' else 'W1'})")
     axes[0].axhline(math.log(2), color="gray", linewidth=0.6)
@@ -149,9 +150,8 @@ def modes_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pat
         for i, name in enumerate(sorted(sub["objective"].unique())):
             for row, metric in enumerate(("w1", "modes_covered")):
                 band = _band(sub[(sub["objective"] == name) & (sub["metric"] == metric)], "step")
-                ax = axes[row][col]
-                ax.plot(band["step"], band["mean"], color=f"C{i}", label=name)
-                ax.fill_between(band["step"], band["mean"] - band["se"], band["mean"] + band["se"], color=f"C{i}", alpha=0.15)
+                line_with_band(axes[row][col], band["step"], band["value"], band["low"], band["high"], color=f"C{i}",
+                               label=name)
         if k in floors:
             axes[0][col].axhline(floors[k], color="black", linestyle="--", linewidth=1, label="sampling floor")
         axes[1][col].axhline(k, color="black", linestyle=":", linewidth=1, label=f"all {int(k)} modes")
@@ -213,18 +213,10 @@ def draw(run_dir) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no experiment cell is saved yet.
     """
-    run = kit.load_run(run_dir, study="gan_pathologies")
+    run, out_dir = run_to_draw(run_dir, study="gan_pathologies", drawable=_has_experiment, missing="experiment cell")
     table = run.table
-    if "experiment" not in table or not table["experiment"].isin(["bounds", "gradients", "js", "modes", "disconnected"]).any():
-        raise NothingToDrawError(f"{run.run_dir} holds no experiment cell yet (only {sorted(run.records)}): nothing to draw")
-    out_dir = run.run_dir / "figures"
-    apply_style()
-    paths = bounds_figure(table, out_dir)
-    paths += gradient_figure(table, out_dir)
-    paths += js_figure(table, out_dir)
-    paths += modes_figure(table, out_dir)
-    paths += disconnected_figure(table, run.config, out_dir)
-    return paths
+    return [*bounds_figure(table, out_dir), *gradient_figure(table, out_dir), *js_figure(table, out_dir),
+            *modes_figure(table, out_dir), *disconnected_figure(table, run.config, out_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:

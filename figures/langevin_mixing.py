@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
+from figures.command import figure_main, run_to_draw
+from figures.panels import line_with_band, over_seeds
+from figures.style import save_figure
 from studies import kit
 
 __all__ = ["draw", "main"]
@@ -120,8 +121,8 @@ def _weight_vs_steps(table: pd.DataFrame, target, out: pathlib.Path, level: floa
         steps = np.array(sorted(rows["step"].unique()))
         intervals = [_interval(group, sampler, level) for _, group in rows.groupby("step", sort=True)]
         values = np.array([[i.value, i.low, i.high] for i in intervals])
-        left.plot(steps, values[:, 0], color=color, label=label + (" (t over networks)" if sampler == "learned" else ""))
-        left.fill_between(steps, values[:, 1], values[:, 2], color=color, alpha=0.2, linewidth=0)
+        line_with_band(left, steps, values[:, 0], values[:, 1], values[:, 2], color=color, alpha=0.2, linewidth=0,
+                       label=label + (" (t over networks)" if sampler == "learned" else ""))
     left.axhline(float(np.asarray(target.weights)[_HEAVY_MODE]), color="k", linestyle="--", linewidth=0.8,
                  label="truth")
     _level_ticks(left, baseline[(baseline["sampler"] == "annealed") & (baseline["metric"] == "mode_weight")])
@@ -135,11 +136,10 @@ def _weight_vs_steps(table: pd.DataFrame, target, out: pathlib.Path, level: floa
         rows = w1[w1["sampler"] == sampler]
         if rows.empty or sampler == "exact":
             continue
-        steps = np.array(sorted(rows["step"].unique()))
-        intervals = [kit.over_replicates(g["value"].to_numpy(), level=level) for _, g in rows.groupby("step")]
-        mean = np.array([i.value for i in intervals])
-        half = np.array([i.high - i.value if math.isfinite(i.high) else 0.0 for i in intervals])
-        right.errorbar(steps, mean, yerr=half, color=color, marker="o", markersize=3, capsize=2, label=label)
+        curve = over_seeds(rows, "step", level=level)
+        half = (curve["high"] - curve["value"]).fillna(0.0)  # 0 where one seed leaves the interval undefined
+        right.errorbar(curve["step"], curve["value"], yerr=half, color=color, marker="o", markersize=3, capsize=2,
+                       label=label)
     floor = baseline[baseline["metric"] == "w1_floor"]
     if not floor.empty:
         value, error = floor["value"].iloc[0], floor["error"].iloc[0]
@@ -296,21 +296,13 @@ def draw(run_dir) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no cell with chain results is saved yet.
     """
-    run = kit.load_run(run_dir, study="langevin_mixing")
+    run, out = run_to_draw(run_dir, study="langevin_mixing", missing="sampler results",
+                           drawable=lambda table: "sweep" in table.columns and (table["metric"] == "mode_weight").any())
     table = run.table
-    if "sweep" not in table.columns or not (table["metric"] == "mode_weight").any():
-        raise NothingToDrawError(f"{run.run_dir} holds no sampler results yet (cells: {sorted(run.records)})")
     level = float(run.config.get("confidence", 0.95))
     target = theory.ncsn_two_modes()  # the study's fixed target
-    out = run.run_dir / "figures"
-    apply_style()
-    paths: list[pathlib.Path] = []
-    paths += _three_panels(table, target, out, level)
-    paths += _weight_vs_steps(table, target, out, level)
-    paths += _sweeps(table, target, out, level)
-    paths += _trajectories(table, target, out)
-    paths += _fisher(table, out)
-    return paths
+    return [*_three_panels(table, target, out, level), *_weight_vs_steps(table, target, out, level),
+            *_sweeps(table, target, out, level), *_trajectories(table, target, out), *_fisher(table, out)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
+from figures.command import figure_main, run_to_draw
+from figures.panels import over_seeds
+from figures.style import save_figure
 from studies import kit
 
 import matplotlib.pyplot as plt
@@ -71,14 +72,34 @@ def _samplers(table: pd.DataFrame) -> list[str]:
 
 
 def _by_budget(rows: pd.DataFrame) -> pd.DataFrame:
-    """kit.over_replicates over seeds at each budget: nfe, value, se (NaN for one seed)."""
-    out = []
-    for setting, group in rows.groupby("setting"):
-        interval = kit.over_replicates(group["value"].to_numpy())
-        out.append({"setting": setting, "nfe": float(group["nfe"].mean()), "value": interval.value,
-                    "se": interval.error, "n_diverged": interval.n_diverged})
-    return pd.DataFrame(out).set_index("setting").sort_values("nfe") if out else pd.DataFrame(
-        columns=["nfe", "value", "se", "n_diverged"])
+    """over_seeds at each budget (index: setting) with its mean NFE, ascending in NFE (error NaN for one seed)."""
+    stats = over_seeds(rows, "setting").set_index("setting")
+    return stats.assign(nfe=rows.groupby("setting")["nfe"].mean()).sort_values("nfe")
+
+
+def _errorbars_by_score(ax, rows: pd.DataFrame, *, magnitude: bool = False) -> None:
+    """One sampler's rows against NFE, mean ± 1 s.e. over seeds per budget, one series per score
+    (exact: C0 solid, learned: C3 dashed); `magnitude` plots |mean| for a log axis."""
+    for colour, (kind, style) in zip(("C0", "C3"), _KINDS.items()):
+        selected = rows[rows["score"] == kind]
+        if selected.empty:
+            continue
+        stats = _by_budget(selected)
+        ax.errorbar(stats["nfe"], stats["value"].abs() if magnitude else stats["value"], yerr=stats["error"].fillna(0.0),
+                    color=colour, markersize=3.5, capsize=2, label=f"{kind} score", **style)
+
+
+def _lines_by_sampler(ax, rows: pd.DataFrame, samplers: list[str]) -> None:
+    """The mean over seeds per budget against NFE, one colour per sampler (labelled once), one
+    line style per score (solid exact, dashed learned)."""
+    for i, sampler in enumerate(samplers):
+        for kind, style in _KINDS.items():
+            selected = rows[(rows["sampler"] == sampler) & (rows["score"] == kind)]
+            if selected.empty:
+                continue
+            stats = _by_budget(selected)
+            ax.plot(stats["nfe"], stats["value"], color=f"C{i % 10}", markersize=3,
+                    label=_title(sampler) if kind == "exact" else None, **style)
 
 
 def _floor(table: pd.DataFrame) -> tuple[float, float]:
@@ -106,13 +127,7 @@ def _w1_vs_nfe(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
         if math.isfinite(floor):
             ax.axhspan(floor - 2 * floor_se, floor + 2 * floor_se, color="0.85", zorder=0)
             ax.axhline(floor, color="0.4", linewidth=0.8, zorder=1, label="W1 floor (2 s.e.)")
-        for colour, (kind, style) in zip(("C0", "C3"), _KINDS.items()):
-            rows = w1[(w1["sampler"] == sampler) & (w1["score"] == kind)]
-            if rows.empty:
-                continue
-            stats = _by_budget(rows)
-            ax.errorbar(stats["nfe"], stats["value"], yerr=stats["se"].astype(float).fillna(0.0), color=colour, markersize=3.5,
-                        capsize=2, label=f"{kind} score", **style)
+        _errorbars_by_score(ax, w1[w1["sampler"] == sampler])
         ax.set_title(_title(sampler), fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -136,17 +151,9 @@ def _modes(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     if not samplers:
         return []
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    palette = {sampler: f"C{i % 10}" for i, sampler in enumerate(samplers)}
     for ax, metric in ((left, "mass_near_any_mode"), (right, "mode_weight_tv")):
         rows = table[table["metric"] == metric]
-        for sampler in samplers:
-            for kind, style in _KINDS.items():
-                selected = rows[(rows["sampler"] == sampler) & (rows["score"] == kind)]
-                if selected.empty:
-                    continue
-                stats = _by_budget(selected)
-                ax.plot(stats["nfe"], stats["value"], color=palette[sampler], markersize=3,
-                        label=_title(sampler) if kind == "exact" else None, **style)
+        _lines_by_sampler(ax, rows, samplers)
         target = rows[rows["sampler"] == "target"]["value"]
         if len(target):
             ax.axhline(float(target.mean()), color="0.3", linewidth=0.8, linestyle=":",
@@ -245,10 +252,8 @@ def _trajectories(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[
 
 
 def _over_seeds(rows: pd.DataFrame, by: str) -> pd.DataFrame:
-    """kit.over_replicates over seeds at each value of `by`: columns by, value, error."""
-    out = [{by: key, "value": i.value, "error": i.error if math.isfinite(i.error) else 0.0}
-           for key, group in rows.groupby(by) for i in [kit.over_replicates(group["value"].to_numpy())]]
-    return pd.DataFrame(out, columns=[by, "value", "error"]).sort_values(by)
+    """over_seeds at each value of `by`, the error 0 where one seed leaves it undefined."""
+    return over_seeds(rows, by).fillna({"error": 0.0})
 
 
 def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
@@ -304,14 +309,7 @@ def _cost(table: pd.DataFrame, records: dict, out: pathlib.Path) -> list[pathlib
         return []
     rows = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for i, sampler in enumerate(dict.fromkeys(rows["sampler"])):
-        for kind, style in _KINDS.items():
-            selected = rows[(rows["sampler"] == sampler) & (rows["score"] == kind)]
-            if selected.empty:
-                continue
-            stats = _by_budget(selected)
-            ax.plot(stats["nfe"], stats["value"], color=f"C{i % 10}", markersize=3,
-                    label=_title(sampler) if kind == "exact" else None, **style)
+    _lines_by_sampler(ax, rows, list(dict.fromkeys(rows["sampler"])))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("score evaluations (NFE)")
@@ -330,15 +328,9 @@ def _kl(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     fig, axes = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers), 3.2), squeeze=False, sharey=True)
     bound = table[(table["metric"] == "score_error_bound") & (table["score"] == "learned")]
     for ax, sampler in zip(axes[0], samplers):
-        for colour, (kind, style) in zip(("C0", "C3"), _KINDS.items()):
-            rows = kl[(kl["sampler"] == sampler) & (kl["score"] == kind)]
-            if rows.empty:
-                continue
-            stats = _by_budget(rows)
-            # |KL| on a log axis: at coarse steps the discretised log-density can make the
-            # estimate negative; open markers show those budgets.
-            ax.errorbar(stats["nfe"], stats["value"].abs(), yerr=stats["se"].astype(float).fillna(0.0), color=colour,
-                        markersize=3.5, capsize=2, label=f"{kind} score", **style)
+        # |KL| on a log axis: at coarse steps the discretised log-density can make the
+        # estimate negative; open markers show those budgets.
+        _errorbars_by_score(ax, kl[kl["sampler"] == sampler], magnitude=True)
         if len(bound):
             interval = kit.over_replicates(bound["value"].to_numpy())
             ax.axhline(interval.value, color="C2", linestyle=":", label="SDE bound, learned (Song et al. Thm. 1)")
@@ -363,7 +355,7 @@ def _convergence(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     for i, sampler in enumerate(dict.fromkeys(rows["sampler"])):
         stats = _by_budget(rows[rows["sampler"] == sampler])
         h = 1.0 / stats.index.to_numpy(dtype=float)  # step size as a fraction of the interval
-        ax.errorbar(h, stats["value"].abs(), yerr=stats["se"].astype(float).fillna(0.0), color=f"C{i % 10}", marker="o",
+        ax.errorbar(h, stats["value"].abs(), yerr=stats["error"].fillna(0.0), color=f"C{i % 10}", marker="o",
                     markersize=3, capsize=2, label=_title(sampler))
     errors = rows.groupby(["sampler", "setting"])["error"].apply(lambda e: float(np.sqrt(np.sum(e**2)) / len(e)))
     if len(errors) and np.isfinite(errors.median()):
@@ -392,22 +384,11 @@ def draw(run_dir: str | pathlib.Path) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no sampler cell is saved yet.
     """
-    run = kit.load_run(run_dir, study="reverse_diffusion")
-    table = run.table
-    if not (table["metric"] == "w1").any():
-        raise NothingToDrawError(f"{run.run_dir} holds no sampler cell yet (only {sorted(run.records)}): nothing to draw")
-    out = run.run_dir / "figures"
-    apply_style()
-    paths: list[pathlib.Path] = []
-    paths += _w1_vs_nfe(table, out)
-    paths += _modes(table, out)
-    paths += _samples(table, run.config, out)
-    paths += _trajectories(table, run.config, out)
-    paths += _fisher(table, out)
-    paths += _cost(table, run.records, out)
-    paths += _kl(table, out)
-    paths += _convergence(table, out)
-    return paths
+    run, out = run_to_draw(run_dir, study="reverse_diffusion", drawable=lambda table: (table["metric"] == "w1").any(),
+                           missing="sampler cell")
+    table, config = run.table, run.config
+    return [*_w1_vs_nfe(table, out), *_modes(table, out), *_samples(table, config, out), *_trajectories(table, config, out),
+            *_fisher(table, out), *_cost(table, run.records, out), *_kl(table, out), *_convergence(table, out)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import NothingToDrawError, figure_main
-from figures.style import apply_style, save_figure
+from figures.command import figure_main, run_to_draw
+from figures.panels import identity_line, line_with_band
+from figures.style import save_figure
 from studies import kit
 
 
@@ -85,8 +86,7 @@ def learning_curves(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
         sub = w1[w1["K"] == k]
         for (p, q), group in sub.groupby(["p", "q"]):
             curve = group.groupby("step")["value"].agg(["mean", "min", "max"])  # NaN (diverged) seeds skipped here, counted in the heatmap
-            line = ax.plot(curve.index, curve["mean"], label=f"p={int(p)}, q={int(q)}")[0]
-            ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
+            line_with_band(ax, curve.index, curve["mean"], curve["min"], curve["max"], label=f"p={int(p)}, q={int(q)}")
         if k in floors:
             ax.axhline(floors[k], color="black", linestyle="--", linewidth=1, label="sampling floor")
         ax.set_yscale("log")
@@ -106,8 +106,7 @@ def metric_discrepancy(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathl
     fig, ax = plt.subplots(figsize=(4.4, 4.0))
     for k, group in wide.groupby("K"):
         ax.scatter(group["w1"], group["critic_ipm"], s=18, label=f"K = {int(k)}")
-    limit = np.nanmax(wide[["w1", "critic_ipm"]].values) * 1.05 if len(wide) else 1.0
-    ax.plot([0, limit], [0, limit], color="black", linewidth=0.8, linestyle=":", label="IPM = W1")
+    identity_line(ax, wide[["w1", "critic_ipm"]].values, label="IPM = W1")
     ax.set_xlabel("exact W1 (POT)")
     ax.set_ylabel("critic's IPM: mean D(target) - mean D(gen.)")
     ax.set_title("Metric discrepancy at the end of training")
@@ -154,17 +153,11 @@ def draw(run_dir) -> list[pathlib.Path]:
     Raises:
         NothingToDrawError: if no trained cell is saved yet (only the floors).
     """
-    run = kit.load_run(run_dir, study="wgan_capacity")
+    run, out_dir = run_to_draw(run_dir, study="wgan_capacity", drawable=lambda table: (table["metric"] == "w1").any(),
+                               missing="trained cell")
     table = run.table
-    if not (table["metric"] == "w1").any():
-        raise NothingToDrawError(f"{run.run_dir} holds no trained cell yet (only {sorted(run.records)}): nothing to draw")
-    out_dir = run.run_dir / "figures"
-    apply_style()
-    paths = heatmaps(table, out_dir)
-    paths += learning_curves(table, out_dir)
-    paths += metric_discrepancy(table, out_dir)
-    paths += scatter_plots(table, run.config, out_dir)
-    return paths
+    return [*heatmaps(table, out_dir), *learning_curves(table, out_dir), *metric_discrepancy(table, out_dir),
+            *scatter_plots(table, run.config, out_dir)]
 
 
 def main(argv: list[str] | None = None) -> None:
