@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,24 @@ try:  # POSIX advisory locks; elsewhere runs are not locked (and say so in metad
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
+
+def _session_key(session: Mapping[str, Any]) -> tuple:
+    return (session.get("id"), session.get("started_at"), session.get("pid"), session.get("process_index", 0))
+
+
+@contextlib.contextmanager
+def _exclusive(path: pathlib.Path):
+    """Hold an exclusive flock on ``path`` (a read-modify-write shared by processes)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 __all__ = [
     "ConfigMismatchError",
@@ -274,12 +293,14 @@ class ResultStore:
         self._lock_file = None
         self._closed = False
         self._verified: dict[str, tuple] = {}  # cell id -> file stamps when it last verified
+        self._killed: set[tuple] = set()  # sessions found running at open, of this process index
         self._prepare_directory()
         try:
             self._acquire_lock()
             self._check_config()
             self._sessions = self._previous_sessions()
             self.session = {
+                "id": uuid.uuid4().hex[:12],
                 "started_at": now(),
                 "pid": os.getpid(),
                 "process_index": self.process_index,
@@ -378,10 +399,28 @@ class ResultStore:
             return []
         sessions = metadata.get("sessions", []) if isinstance(metadata, dict) else []
         for session in sessions:
-            if session.get("status") == "running":
-                # A session that never closed: killed (SIGKILL, power loss, OOM killer).
+            if session.get("status") == "running" and session.get("process_index", 0) == self.process_index:
+                # A session of this process index that never closed: killed (SIGKILL, power
+                # loss, OOM killer). Other process indices of a multi-host run may be running.
                 session["status"] = "ended without closing (killed?)"
+                self._killed.add(_session_key(session))
         return sessions
+
+    def _merged_sessions(self, mine: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every session on disk now (other processes of a multi-host run write theirs too),
+        this one's replaced by ``mine``; call under the metadata lock."""
+        path = self.run_dir / "metadata.json"
+        try:
+            metadata = read_json(path) if path.exists() else {}
+        except DamagedFileError:
+            metadata = {}
+        on_disk = metadata.get("sessions", []) if isinstance(metadata, dict) else []
+        known = {_session_key(s): s for s in [*self._sessions, *on_disk] if isinstance(s, dict)}
+        for key in self._killed:
+            if key in known and known[key].get("status") == "running":
+                known[key] = dict(known[key], status="ended without closing (killed?)")
+        known.pop(_session_key(mine), None)
+        return sorted(known.values(), key=lambda s: str(s.get("started_at"))) + [mine]
 
     # -- cells -------------------------------------------------------------------------
 
@@ -554,6 +593,11 @@ class ResultStore:
             for phase, seconds in record.get("phases_s", {}).items():
                 phases[phase] = phases.get(phase, 0.0) + seconds
         session = dict(self.session, wall_time_s=time.perf_counter() - self._started, updated_at=now())
+        path = self.run_dir / "metadata.json"
+        with _exclusive(self.run_dir / ".metadata.lock"):
+            return self._write_metadata(path, records, revisions, phases, session, extra)
+
+    def _write_metadata(self, path, records, revisions, phases, session, extra) -> pathlib.Path:
         metadata = {
             "study": self.study,
             "config_hash": self.config_hash,
@@ -561,14 +605,13 @@ class ResultStore:
             "cell_git_revisions": [json.loads(r) for r in revisions],
             "packages": package_versions(),
             **machine_facts(),
-            "sessions": [*self._sessions, session],
+            "sessions": self._merged_sessions(session),
             "cells": {cell_id: r.get("wall_time_s") for cell_id, r in records.items()},
             "cells_diverged": sorted(c for c, r in records.items() if r.get("status") == "diverged"),
             "total_cell_wall_time_s": sum(r.get("wall_time_s") or 0.0 for r in records.values()),
             "phases_s": phases,
             "extra": to_json_value({**self.extra_metadata, **(extra or {})}, "extra"),
         }
-        path = self.run_dir / "metadata.json"
         write_text_atomically(path, json.dumps(metadata, indent=2) + "\n")
         return path
 

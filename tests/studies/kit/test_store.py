@@ -154,3 +154,15 @@ def test_a_damaged_metadata_json_is_moved_aside_not_fatal(tmp_path, capsys):
     _store(run).close("complete")
     assert "metadata.json" in capsys.readouterr().err
     assert list(run.glob("metadata.damaged-*.json"))
+
+
+def test_processes_of_one_multi_host_run_keep_each_others_sessions(tmp_path):
+    """Each process of a multi-host run writes metadata.json; none may drop another's session,
+    and a running session of another process index is not taken for a killed one."""
+    run = tmp_path / "r"
+    first = kit.ResultStore(run, Config(), study="toy", process_index=0)
+    second = kit.ResultStore(run, Config(), study="toy", process_index=1)  # opens while the first runs
+    first.close("complete")
+    second.close("complete")
+    sessions = json.loads((run / "metadata.json").read_text())["sessions"]
+    assert sorted((s["process_index"], s["status"]) for s in sessions) == [(0, "complete"), (1, "complete")]
