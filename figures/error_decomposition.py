@@ -80,15 +80,16 @@ def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
                      if estim[(estim["K"] == k) & (estim["p"] == p) & (estim["q"] == q)]["n"].nunique() >= 2})
     if not groups:
         return []
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.4 * len(groups), 5.2), squeeze=False, layout="constrained")
     for ax, (k, p, q) in zip(axes[0], groups):
         here = estim[(estim["K"] == k) & (estim["p"] == p) & (estim["q"] == q)]
         for metric, colour, label in (("eps_estim", "C2", "eps_estim (WGAN)"), ("eps_estim_oracle", "C0", "oracle's estimation")):
             rows = here[here["metric"] == metric].sort_values("n")
-            slope = slopes[(slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q) & (slopes["metric"] == metric + "_slope")]
-            text = _slope_text(slope)
+            here_slopes = slopes[(slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q)]
+            log_log = _slope_text(here_slopes[here_slopes["metric"] == metric + "_slope"])
+            per_decade = _slope_text(here_slopes[here_slopes["metric"] == metric + "_decade_slope"])
             ax.errorbar(rows["n"], rows["value"], yerr=_ci(rows), fmt="o-", color=colour, capsize=3,
-                        label=f"{label}, slope {text}")
+                        label=f"{label}, log-log slope {log_log}, change per tenfold n {per_decade}")
         rates = rate[rate["K"] == k].sort_values("n")
         slope = slopes[(slopes["K"] == k) & (slopes["p"] == p) & (slopes["q"] == q) & (slopes["metric"] == "rate_slope")]
         ax.errorbar(rates["n"], rates["value"], yerr=_ci(rates), fmt="s--", color="0.3", capsize=3,
@@ -105,7 +106,7 @@ def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
         ax.set_xlabel("training-set size n")
         ax.set_ylabel("W1 difference")
         ax.set_title(f"K={k}, p={p}, q={q}")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.suptitle("Estimation term d(n) - d(inf) against n (95% CI over seeds; symlog axis), next to the rate of the empirical law")
     return save_figure(fig, out_dir / "estimation_vs_n")
 

@@ -63,7 +63,7 @@ def print_tables(sections, *, width: int = 200, column_width: int = 60) -> None:
     with pd.option_context("display.width", width, "display.max_colwidth", column_width, "display.max_columns", 40):
         for title, frame in sections:
             if isinstance(frame, str):
-                print(f"\n{title}: {frame}" if title else frame)
+                print(f"{title}: {frame}" if title else frame)
             elif len(frame):
                 print(f"\n{title}:")
                 print(frame.to_string(index=False))
