@@ -35,7 +35,17 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
 from models.gan_objectives import AbstractGANObjective
+from models import sharding
 from models.generator import MLPGeneratorSpec
+from models.training import (
+    AbstractBatchSource,
+    AdamSpec,
+    IndependentDraws,
+    TrainState,
+    check_adam_settings,
+    init_train_state,
+    train,
+)
 from theory.distributions import AbstractDistribution
 
 # --------------------------------------------------------------------------------------
@@ -53,21 +63,14 @@ class GANTraining(eqx.Module):
     batch_size: int = eqx.field(static=True, default=256)
 
     def __check_init__(self):
-        for name in ("lr_discriminator", "lr_generator"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("adam_b1", "adam_b2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        for name in ("discriminator_steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_adam_settings(self, rates=("lr_discriminator", "lr_generator"), decays=("adam_b1", "adam_b2"),
+                            counts=("discriminator_steps", "batch_size"))
+
+    def discriminator_adam(self) -> AdamSpec:
+        return AdamSpec(self.lr_discriminator, b1=self.adam_b1, b2=self.adam_b2)
 
     def discriminator_optimiser(self) -> optax.GradientTransformation:
-        return optax.adam(self.lr_discriminator, b1=self.adam_b1, b2=self.adam_b2)
+        return self.discriminator_adam().build()
 
     def generator_optimiser(self) -> optax.GradientTransformation:
         return optax.adam(self.lr_generator, b1=self.adam_b1, b2=self.adam_b2)
@@ -158,7 +161,8 @@ class GANLosses(eqx.Module):
 
 
 class DiscriminatorState(eqx.Module):
-    """The discriminator alone, trained between fixed sources."""
+    """The discriminator alone, trained between fixed sources; diverged_at is the first step
+    with a non-finite loss or parameter (-1 if none)."""
 
     discriminator: eqx.Module
     opt_state: optax.OptState
@@ -212,20 +216,53 @@ def _raw(network, x, labels):
     return jax.vmap(network)(x, labels)
 
 
+class _DiscriminatorLoss(eqx.Module):
+    """L_D + penalty on a batch, with the bound B = offset + slope L_D (before the update) as aux."""
+
+    objective: AbstractGANObjective
+    spec: object
+
+    def value(self, network, real, real_labels, fake, key):
+        v_real, v_fake = _raw(network, real, real_labels), _raw(network, fake, real_labels)
+        loss = self.objective.discriminator_loss(v_real, v_fake)
+        # ConditionalMLPDiscriminatorSpec's penalty is zero (the critics' penalties read D(x) only).
+        total = loss + self.spec.penalty(network, real, fake, key=key)
+        return total, self.objective.bound_offset + self.objective.bound_slope * loss
+
+    def __call__(self, network, batch):
+        real, fake, key = batch
+        return self.value(network, real, None, fake, key)
+
+
+class _Project(eqx.Module):
+    """The spec's projection after every discriminator update (identity for an unconstrained one)."""
+
+    spec: object
+
+    def __call__(self, network, previous, batch):
+        return self.spec.project(network)
+
+
 def _discriminator_update(discriminator, opt_state, real, real_labels, fake, key, *, objective, spec, optimiser):
     """One optimiser step on L_D + penalty; returns (network, opt_state, loss, estimate)."""
-
-    def loss_fn(network):
-        v_real, v_fake = _raw(network, real, real_labels), _raw(network, fake, real_labels)
-        loss = objective.discriminator_loss(v_real, v_fake)
-        # ConditionalMLPDiscriminatorSpec's penalty is zero (the critics' penalties read D(x) only).
-        return loss + spec.penalty(network, real, fake, key=key), loss
-
-    (total, loss), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(discriminator)
+    loss_fn = _DiscriminatorLoss(objective, spec)
+    (total, estimate), grads = eqx.filter_value_and_grad(
+        lambda network: loss_fn.value(network, real, real_labels, fake, key), has_aux=True
+    )(discriminator)
     updates, opt_state = optimiser.update(grads, opt_state, _params(discriminator))
-    discriminator = spec.project(eqx.apply_updates(discriminator, updates))
-    estimate = objective.bound_offset + objective.bound_slope * loss
+    discriminator = _Project(spec)(eqx.apply_updates(discriminator, updates), discriminator, None)
     return discriminator, opt_state, total, estimate
+
+
+class _SourceBatches(AbstractBatchSource):
+    """B points (float32) of a GAN source: rows of a data array drawn uniformly with
+    replacement, or fresh draws of a law or a frozen generator (see `_draw`)."""
+
+    source: object
+    batch_size: int = eqx.field(static=True)
+
+    def draw(self, key):
+        return _draw(self.source, key, self.batch_size)[0]
 
 
 def _scan(step_fn, state, key, n_steps):
@@ -375,13 +412,9 @@ def init_discriminator_state(
     key: PRNGKeyArray, *, discriminator_spec, training: GANTraining, data_dim: int
 ) -> DiscriminatorState:
     """A fresh discriminator and optimiser state (vmappable over keys)."""
-    discriminator = discriminator_spec.build(key, data_dim)
-    return DiscriminatorState(
-        discriminator=discriminator,
-        opt_state=training.discriminator_optimiser().init(_params(discriminator)),
-        step=jnp.zeros((), jnp.int32),
-        diverged_at=jnp.full((), -1, jnp.int32),
-    )
+    state = init_train_state(discriminator_spec.build(key, data_dim), optimiser=training.discriminator_adam())
+    return DiscriminatorState(discriminator=state.model, opt_state=state.opt_state, step=state.step,
+                              diverged_at=state.diverged_at)
 
 
 @eqx.filter_jit
@@ -417,26 +450,17 @@ def train_discriminator(
             raise TypeError(f"{name} must be unconditional for train_discriminator, got LabelledData")
     if _is_conditional(discriminator_spec):
         raise TypeError(f"train_discriminator needs an unconditional discriminator spec, got {discriminator_spec!r}")
-    optimiser = training.discriminator_optimiser()
-    batch = training.batch_size
-
-    def step(state: DiscriminatorState, step_key):
-        key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
-        x_real, _ = _draw(real, key_real, batch)
-        x_fake, _ = _draw(fake, key_fake, batch)
-        discriminator, opt_state, loss, estimate = _discriminator_update(
-            state.discriminator, state.opt_state, x_real, None, x_fake, key_penalty,
-            objective=objective, spec=discriminator_spec, optimiser=optimiser,
-        )
-        new_state = DiscriminatorState(
-            discriminator=discriminator,
-            opt_state=opt_state,
-            step=state.step + 1,
-            diverged_at=jnp.where((state.diverged_at < 0) & ~jnp.isfinite(loss), state.step, state.diverged_at),
-        )
-        return new_state, DiscriminatorLosses(discriminator=loss, divergence_estimate=estimate)
-
-    return _scan(step, state, key, n_steps)
+    batches = IndependentDraws((_SourceBatches(real, training.batch_size), _SourceBatches(fake, training.batch_size)))
+    start = TrainState(model=state.discriminator, opt_state=state.opt_state, ema_model=None, step=state.step,
+                       diverged_at=state.diverged_at)
+    result = train(start, _DiscriminatorLoss(objective, discriminator_spec), optimiser=training.discriminator_adam(),
+                   batches=batches, n_steps=n_steps, key=key, record_every=1, has_aux=True,
+                   after_step=_Project(discriminator_spec))
+    end = result.state
+    return (
+        DiscriminatorState(discriminator=end.model, opt_state=end.opt_state, step=end.step, diverged_at=end.diverged_at),
+        DiscriminatorLosses(discriminator=result.losses, divergence_estimate=result.aux),
+    )
 
 
 @eqx.filter_jit
@@ -473,57 +497,70 @@ def generator_gradient_norm(
 # Replicas: a leading axis R on states, keys and per-replica data.
 
 
-def _replica_axes(source):
+def _is_shared(source) -> bool:
     """Laws are shared by all replicas; arrays, LabelledData and frozen generators are per replica."""
-    return None if isinstance(source, AbstractDistribution) else eqx.if_array(0)
+    return isinstance(source, AbstractDistribution)
 
 
-@eqx.filter_jit
-def init_replicas(keys, *, generator_spec, discriminator_spec, training: GANTraining, data_dim: int) -> GANState:
-    """GAN states for R replicas, one per key, stacked along a leading axis."""
-    return eqx.filter_vmap(
-        lambda k: init_gan_state(
-            k, generator_spec=generator_spec, discriminator_spec=discriminator_spec, training=training, data_dim=data_dim
-        )
-    )(keys)
+def _per_replica(*sources):
+    """(per-replica sources, shared sources): each source sits in one tuple, None in the other,
+    so that only the per-replica ones are vmapped (and sharded)."""
+    return tuple(None if _is_shared(s) else s for s in sources), tuple(s if _is_shared(s) else None for s in sources)
 
 
-@eqx.filter_jit
-def train_replicas(states, data, keys, *, n_steps, objective, generator_spec, discriminator_spec, training):
+def _merge(per_replica, shared):
+    return tuple(s if p is None else p for p, s in zip(per_replica, shared))
+
+
+def init_replicas(keys, *, generator_spec, discriminator_spec, training: GANTraining, data_dim: int,
+                  mesh: jax.sharding.Mesh | None = None) -> GANState:
+    """GAN states for R replicas, one per key, stacked along a leading axis (split over `mesh`'s devices when given)."""
+    return sharding.vmap_sharded(init_gan_state, keys, mesh=mesh, generator_spec=generator_spec,
+                                 discriminator_spec=discriminator_spec, training=training, data_dim=data_dim)
+
+
+def _train_gan_one(state, key, per_replica, *, shared, **settings):
+    (data,) = _merge(per_replica, shared)
+    return train_gan(state, data, key, **settings)
+
+
+def train_replicas(states, data, keys, *, mesh: jax.sharding.Mesh | None = None, **settings):
     """`train_gan` on R replicas as one program: states and keys (R,), data (R, n, d) or a shared law.
+
+    Args:
+        states, keys: R replicas along the leading axis; data: per replica, or a law shared by all.
+        mesh: a `models.sharding.mesh_for` mesh: the replica axis is split over its
+            devices; None runs on the default device.
+        settings: `train_gan`'s keywords (n_steps, objective, generator_spec,
+            discriminator_spec, training), common to all.
 
     Returns the new states and `GANLosses` of shape (R, n_steps).
     """
-
-    def one(state, replica_data, key):
-        return train_gan(
-            state, replica_data, key, n_steps=n_steps, objective=objective,
-            generator_spec=generator_spec, discriminator_spec=discriminator_spec, training=training,
-        )
-
-    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), _replica_axes(data), eqx.if_array(0)))(states, data, keys)
+    per_replica, shared = _per_replica(data)
+    return sharding.vmap_sharded(_train_gan_one, states, keys, per_replica, mesh=mesh, shared=shared, **settings)
 
 
-@eqx.filter_jit
-def init_discriminator_replicas(keys, *, discriminator_spec, training: GANTraining, data_dim: int) -> DiscriminatorState:
-    """Discriminator states for R replicas, one per key."""
-    return eqx.filter_vmap(
-        lambda k: init_discriminator_state(k, discriminator_spec=discriminator_spec, training=training, data_dim=data_dim)
-    )(keys)
+def init_discriminator_replicas(keys, *, discriminator_spec, training: GANTraining, data_dim: int,
+                                mesh: jax.sharding.Mesh | None = None) -> DiscriminatorState:
+    """Discriminator states for R replicas, one per key (split over `mesh`'s devices when given)."""
+    return sharding.vmap_sharded(init_discriminator_state, keys, mesh=mesh, discriminator_spec=discriminator_spec,
+                                 training=training, data_dim=data_dim)
 
 
-@eqx.filter_jit
-def train_discriminator_replicas(states, real, fake, keys, *, n_steps, objective, discriminator_spec, training):
-    """`train_discriminator` on R replicas: laws are shared, arrays (R, n, d) and frozen generators per replica."""
+def _train_discriminator_one(state, key, per_replica, *, shared, **settings):
+    real, fake = _merge(per_replica, shared)
+    return train_discriminator(state, real, fake, key, **settings)
 
-    def one(state, real, fake, key):
-        return train_discriminator(
-            state, real, fake, key, n_steps=n_steps, objective=objective,
-            discriminator_spec=discriminator_spec, training=training,
-        )
 
-    axes = (eqx.if_array(0), _replica_axes(real), _replica_axes(fake), eqx.if_array(0))
-    return eqx.filter_vmap(one, in_axes=axes)(states, real, fake, keys)
+def train_discriminator_replicas(states, real, fake, keys, *, mesh: jax.sharding.Mesh | None = None, **settings):
+    """`train_discriminator` on R replicas: laws are shared, arrays (R, n, d) and frozen generators per replica.
+
+    `settings` are `train_discriminator`'s keywords (n_steps, objective,
+    discriminator_spec, training); with a `mesh`, the replica axis is split over its
+    devices (see `train_replicas`).
+    """
+    per_replica, shared = _per_replica(real, fake)
+    return sharding.vmap_sharded(_train_discriminator_one, states, keys, per_replica, mesh=mesh, shared=shared, **settings)
 
 
 @eqx.filter_jit

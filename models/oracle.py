@@ -39,7 +39,17 @@ import optax
 import scipy.optimize
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from models import sharding
 from models.generator import MLPGeneratorSpec
+from models.training import (
+    AdamSpec,
+    FreshDraws,
+    IndependentDraws,
+    TrainState,
+    check_adam_settings,
+    init_train_state,
+    train,
+)
 
 __all__ = [
     "AbstractOTLoss",
@@ -151,17 +161,10 @@ class OracleTraining(eqx.Module):
     def __check_init__(self):
         if not isinstance(self.loss, AbstractOTLoss):
             raise ValueError(f"loss must be an OT loss such as ExactAssignment(), got {self.loss!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        for name in ("adam_b1", "adam_b2"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        check_adam_settings(self, rates=("lr",), decays=("adam_b1", "adam_b2"), counts=("batch_size",))
 
-    def optimiser(self) -> optax.GradientTransformation:
-        return optax.adam(self.lr, b1=self.adam_b1, b2=self.adam_b2)
+    def optimiser(self) -> AdamSpec:
+        return AdamSpec(self.lr, b1=self.adam_b1, b2=self.adam_b2)
 
 
 class OracleState(eqx.Module):
@@ -170,32 +173,47 @@ class OracleState(eqx.Module):
     generator: eqx.Module
     opt_state: optax.OptState
     step: Int[Array, ""]
-    diverged_at: Int[Array, ""]  # first step with a non-finite loss, -1 if none
+    diverged_at: Int[Array, ""]  # first step with a non-finite loss or parameter, -1 if none
 
 
 class OracleLosses(eqx.Module):
     loss: Float[Array, " n_steps"]  # the batch OT loss at each step
 
 
-def _params(model):
-    return eqx.filter(model, eqx.is_inexact_array)
+class _OracleLoss(eqx.Module):
+    """L(G_theta(z), y) on a batch (y, k_fake): B latent draws from k_fake against B target points y."""
+
+    generator_spec: MLPGeneratorSpec
+    loss: AbstractOTLoss
+
+    def __call__(self, generator, batch) -> Float[Array, ""]:
+        real, key_fake = batch
+        return self.loss(self.generator_spec.sample(generator, key_fake, real.shape[0]), real.astype(jnp.float32))
 
 
-@eqx.filter_jit
-def init_oracle_replicas(keys, *, generator_spec: MLPGeneratorSpec, training: OracleTraining, data_dim: int) -> OracleState:
-    """States for R replicas; replica r's generator is the one `models.wgan.init_state(keys[r])` builds."""
+def _init_one(key, *, generator_spec: MLPGeneratorSpec, training: OracleTraining, data_dim: int) -> OracleState:
+    generator = generator_spec.build(jax.random.split(key)[0], data_dim)
+    state = init_train_state(generator, optimiser=training.optimiser())
+    return OracleState(generator=state.model, opt_state=state.opt_state, step=state.step, diverged_at=state.diverged_at)
 
-    def one(key):
-        generator = generator_spec.build(jax.random.split(key)[0], data_dim)
-        return OracleState(generator=generator, opt_state=training.optimiser().init(_params(generator)),
-                           step=jnp.zeros((), jnp.int32), diverged_at=jnp.full((), -1, jnp.int32))
 
-    return eqx.filter_vmap(one)(keys)
+def init_oracle_replicas(keys, *, generator_spec: MLPGeneratorSpec, training: OracleTraining, data_dim: int,
+                         mesh: jax.sharding.Mesh | None = None) -> OracleState:
+    """States for R replicas; replica r's generator is the one `models.wgan.init_state(keys[r])` builds.
+
+    With a `mesh` (`models.sharding.mesh_for`), the keys are split over its devices.
+    """
+    return sharding.vmap_sharded(_init_one, keys, mesh=mesh, generator_spec=generator_spec, training=training,
+                                 data_dim=data_dim)
 
 
 def oracle_steps(state: OracleState, law, key: PRNGKeyArray, *, n_steps: int, generator_spec: MLPGeneratorSpec,
                  training: OracleTraining) -> tuple[OracleState, OracleLosses]:
-    """`n_steps` Adam steps on L(G_B, Y_B), Y_B ~ law (fresh each step), as one scan.
+    """`n_steps` Adam steps on L(G_B, Y_B), Y_B ~ law (fresh each step), by `models.training.train`.
+
+    Step k draws (k_real, k_fake) = split(key_k): Y_B = law.sample(k_real, B) and the
+    generator's latents from k_fake. The replica is diverged from the first step whose
+    loss or updated parameters are not finite.
 
     Args:
         state: the replica's state.
@@ -204,34 +222,22 @@ def oracle_steps(state: OracleState, law, key: PRNGKeyArray, *, n_steps: int, ge
         key: PRNG key for this chunk.
         n_steps: number of steps (static).
     """
-    optimiser = training.optimiser()
-    batch = training.batch_size
-    dynamic, static = eqx.partition(state, eqx.is_array)
-
-    def body(dynamic_state, step_key):
-        current = eqx.combine(dynamic_state, static)
-        key_real, key_fake = jax.random.split(step_key)
-        real = jnp.asarray(law.sample(key_real, batch), jnp.float32)
-
-        def loss_fn(generator):
-            return training.loss(generator_spec.sample(generator, key_fake, batch), real)
-
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(current.generator)
-        updates, opt_state = optimiser.update(grads, current.opt_state, _params(current.generator))
-        generator = eqx.apply_updates(current.generator, updates)
-        diverged_at = jnp.where((current.diverged_at < 0) & ~jnp.isfinite(loss), current.step, current.diverged_at)
-        new = OracleState(generator=generator, opt_state=opt_state, step=current.step + 1, diverged_at=diverged_at)
-        return eqx.filter(new, eqx.is_array), loss
-
-    dynamic, losses = jax.lax.scan(body, dynamic, jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), OracleLosses(loss=losses)
+    batches = IndependentDraws((FreshDraws(law.sample, training.batch_size),))
+    start = TrainState(model=state.generator, opt_state=state.opt_state, ema_model=None, step=state.step,
+                       diverged_at=state.diverged_at)
+    result = train(start, _OracleLoss(generator_spec, training.loss), optimiser=training.optimiser(), batches=batches,
+                   n_steps=n_steps, key=key, record_every=1)
+    end = result.state
+    return (OracleState(generator=end.model, opt_state=end.opt_state, step=end.step, diverged_at=end.diverged_at),
+            OracleLosses(loss=result.losses))
 
 
-@eqx.filter_jit
-def train_oracle_replicas(states, laws, keys, *, n_steps: int, generator_spec: MLPGeneratorSpec, training: OracleTraining):
-    """Train R oracles at once: states, laws (leading R axis on array leaves) and keys (R,)."""
+def train_oracle_replicas(states, laws, keys, *, n_steps: int, generator_spec: MLPGeneratorSpec, training: OracleTraining,
+                          mesh: jax.sharding.Mesh | None = None) -> tuple[OracleState, OracleLosses]:
+    """Train R oracles at once: states, laws (leading R axis on array leaves) and keys (R,).
 
-    def one(state, law, key):
-        return oracle_steps(state, law, key, n_steps=n_steps, generator_spec=generator_spec, training=training)
-
-    return eqx.filter_vmap(one)(states, laws, keys)
+    With a `mesh` (`models.sharding.mesh_for`), the replica axis is split over its
+    devices (`models.sharding.vmap_sharded`); None runs on the default device.
+    """
+    return sharding.vmap_sharded(oracle_steps, states, laws, keys, mesh=mesh, n_steps=n_steps,
+                                 generator_spec=generator_spec, training=training)

@@ -134,3 +134,20 @@ def call_sharded(fn, *replicated, mesh: Mesh | None, **shared):
     n_replicas = _leading_size(replicated)
     placed = shard_replicas(pad_replicas(replicated, padded_size(n_replicas, mesh)), mesh)
     return unpad_replicas(fn(*placed, **shared), n_replicas)
+
+
+@eqx.filter_jit
+def _vmapped(fn, replicated, shared):
+    return eqx.filter_vmap(lambda *one: fn(*one, **shared))(*replicated)
+
+
+def vmap_sharded(fn, *replicated, mesh: Mesh | None, **shared):
+    """``fn`` on every replica as one jitted, vmapped program, the replica axis split over `mesh`.
+
+    ``vmap_sharded(fn, *replicated, mesh=mesh, **shared)[r] = fn(*replicated[r], **shared)``:
+    the positional trees carry the replica axis first (vmapped over every array leaf),
+    the keyword arguments are common to every replica (specs, step counts, a shared law).
+    Pass a module-level `fn` so that calls reuse one compilation. Sharding as in
+    ``call_sharded``; ``mesh=None`` is the plain single-device program.
+    """
+    return call_sharded(lambda *r, **s: _vmapped(fn, r, s), *replicated, mesh=mesh, **shared)

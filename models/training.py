@@ -21,8 +21,12 @@ other replicas are unaffected.
 
 The components are objects: the optimiser is a hashable spec (``AdamSpec``) built into
 an optax transform inside the trace (or an ``optax.GradientTransformation`` given
-directly), the batches an ``AbstractBatchSource`` (``FiniteSample``, ``FreshDraws``, or
-a model's own noising source), the average an ``EMA``. A model's settings object (e.g.
+directly), the batches an ``AbstractBatchSource`` (``FiniteSample``, ``FreshDraws``,
+``IndependentDraws`` of several with a spare key for the loss, or a model's own noising
+source), the average an ``EMA``. A loss may return an auxiliary record (``has_aux``, e.g.
+a discriminator's divergence bound) and a non-gradient update may follow each step
+(``after_step``: a critic's projection, a VQ-VAE codebook's moving averages). The score,
+epsilon, VAE, VQ-VAE and oracle networks and the GAN discriminator alone train here. A model's settings object (e.g.
 ``models.epsilon_network.EpsilonTraining``) subclasses ``AbstractTraining``, which holds
 and validates the fields every training shares.
 
@@ -63,8 +67,10 @@ __all__ = [
     "AdamSpec",
     "FiniteSample",
     "FreshDraws",
+    "IndependentDraws",
     "TrainResult",
     "TrainState",
+    "check_adam_settings",
     "check_real",
     "init_train_state",
     "run_in_chunks",
@@ -106,6 +112,32 @@ def check_real(
     if below or above:
         raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
     return float(value)
+
+
+def check_adam_settings(settings, *, rates: Sequence[str], decays: Sequence[str], counts: Sequence[str] = ()) -> None:
+    """Validate the Adam fields of a settings object (the GAN, WGAN and oracle trainings).
+
+    Args:
+        settings: the object whose attributes are checked.
+        rates: names of learning rates, each a finite number > 0.
+        decays: names of moment decays (b1, b2), each in [0, 1).
+        counts: names of step counts and batch sizes, each an integer >= 1.
+
+    Raises:
+        ValueError: naming the field, the constraint and the value.
+    """
+    for name in rates:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    for name in decays:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    for name in counts:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -264,6 +296,35 @@ class FreshDraws(AbstractBatchSource):
         return self.sample(key, self.batch_size)
 
 
+class IndependentDraws(AbstractBatchSource):
+    """One batch from each of several sources with independent keys, and optionally a spare key.
+
+    (k_1, ..., k_m[, k_loss]) = split(key, m [+ 1]),  B = (S_1.draw(k_1), ..., S_m.draw(k_m)[, k_loss]).
+
+    The spare key serves a loss's own randomness (reparametrised latents, a penalty's
+    interpolation points), so that one step key determines the batch and the loss.
+
+    Args:
+        sources: a tuple of ``AbstractBatchSource`` (e.g. real and fake points).
+        loss_key: whether to append the spare key k_loss to the batch.
+    """
+
+    sources: tuple[AbstractBatchSource, ...]
+    loss_key: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        if not isinstance(self.sources, tuple) or not self.sources or not all(
+            isinstance(source, AbstractBatchSource) for source in self.sources
+        ):
+            raise TypeError(f"sources must be a non-empty tuple of AbstractBatchSource, got {self.sources!r}")
+
+    def draw(self, key: PRNGKeyArray) -> tuple:
+        """The sources' batches in order, then k_loss when loss_key."""
+        keys = jax.random.split(key, len(self.sources) + int(self.loss_key))
+        batches = tuple(source.draw(k) for source, k in zip(self.sources, keys))
+        return batches + (keys[-1],) if self.loss_key else batches
+
+
 # --------------------------------------------------------------------------------------
 # Settings shared by the models' training objects.
 
@@ -330,11 +391,14 @@ class TrainResult(eqx.Module):
             record_every steps (with a fresh batch each step, an unbiased estimate of
             the population loss along training).
         steps: int32 (n_steps / record_every,), the step count at the end of each block.
+        aux: with ``has_aux``, the block means of the loss's auxiliary output (each leaf
+            gains the leading axis n_steps / record_every); None otherwise.
     """
 
     state: TrainState
     losses: Float[Array, " r"]
     steps: Int[Array, " r"]
+    aux: PyTree | None = None
 
     @property
     def model(self) -> PyTree:
@@ -387,8 +451,13 @@ def init_train_state(model: PyTree, *, optimiser, ema: EMA | None = None) -> Tra
     )
 
 
+def _all_finite(tree) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(_params(tree))]))
+
+
 @eqx.filter_jit
-def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, key, n_steps: int, record_every: int, ema):
+def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, key, n_steps: int, record_every: int, ema,
+           has_aux: bool, after_step):
     transform = _build(optimiser)
     # Non-array leaves (activation functions, static settings) cannot be scan carries:
     # scan over the array part and recombine with the rest inside the body.
@@ -398,32 +467,41 @@ def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, 
         state = eqx.combine(carry, static)
         params, frozen = eqx.partition(state.model, eqx.is_inexact_array)
         batch = batches.draw(step_key)
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(eqx.combine(p, frozen), batch))(params)
+        (loss, aux), grads = jax.value_and_grad(
+            lambda p: _with_aux(loss_fn(eqx.combine(p, frozen), batch), has_aux), has_aux=True
+        )(params)
         updates, opt_state = transform.update(grads, state.opt_state, params)
-        params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        model = eqx.combine(optax.apply_updates(params, updates), frozen)
+        if after_step is not None:
+            model = after_step(model, state.model, batch)
+        params = _params(model)
+        finite = jnp.isfinite(loss) & _all_finite(params)
         diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
         ema_model = state.ema_model
         if ema is not None:
             ema_model = eqx.combine(ema.update(_params(ema_model), params), frozen)
         new_state = TrainState(
-            model=eqx.combine(params, frozen),
+            model=model,
             opt_state=opt_state,
             ema_model=ema_model,
             step=state.step + 1,
             diverged_at=diverged_at.astype(jnp.int32),
         )
-        return eqx.filter(new_state, eqx.is_array), loss
+        return eqx.filter(new_state, eqx.is_array), (loss, aux)
 
     def record(carry, record_keys):
-        carry, losses = jax.lax.scan(step, carry, record_keys)
-        return carry, (jnp.mean(losses), eqx.combine(carry, static).step)
+        carry, (losses, aux) = jax.lax.scan(step, carry, record_keys)
+        return carry, (jnp.mean(losses), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux), eqx.combine(carry, static).step)
 
     n_records = n_steps // record_every
     keys = jax.random.split(key, n_steps)
     keys = keys.reshape((n_records, record_every) + keys.shape[1:])
-    dynamic, (losses, steps) = jax.lax.scan(record, dynamic, keys)
-    return TrainResult(state=eqx.combine(dynamic, static), losses=losses, steps=steps)
+    dynamic, (losses, aux, steps) = jax.lax.scan(record, dynamic, keys)
+    return TrainResult(state=eqx.combine(dynamic, static), losses=losses, steps=steps, aux=aux if has_aux else None)
+
+
+def _with_aux(output, has_aux: bool):
+    return output if has_aux else (output, None)
 
 
 def train(
@@ -436,6 +514,8 @@ def train(
     key: PRNGKeyArray,
     record_every: int,
     ema: EMA | None = None,
+    has_aux: bool = False,
+    after_step: Callable[[PyTree, PyTree, PyTree], PyTree] | None = None,
 ) -> TrainResult:
     """Minimise E_B loss_fn(theta, B) by `n_steps` optimiser steps, one compiled scan.
 
@@ -457,9 +537,16 @@ def train(
         key: PRNG key of the batches.
         record_every: the loss is averaged over blocks of this many steps, >= 1.
         ema: an ``EMA`` to carry the weights' moving average, or None.
+        has_aux: loss_fn returns (loss, aux) (aux a pytree of arrays, e.g. a bound
+            evaluated on the batch); the block means of aux come back in ``.aux``.
+        after_step: (updated model, model before the step, batch) -> model, a
+            non-gradient update applied after every optimiser step (a projection onto
+            a constraint set, a codebook's moving averages), or None. Divergence and
+            the EMA see its result.
 
     Returns:
-        A ``TrainResult``: final state (model, ema_model, diverged_at) and the loss curve.
+        A ``TrainResult``: final state (model, ema_model, diverged_at), the loss curve
+        and, with has_aux, the auxiliary curve.
 
     Reference: Kingma & Ba (2015), Algorithm 1 (with ``AdamSpec``).
     """
@@ -473,6 +560,10 @@ def train(
         raise TypeError(f"batches must be an AbstractBatchSource (FiniteSample, FreshDraws, ...), got {batches!r}")
     _check_optimiser(optimiser)
     _check_ema(ema)
+    if not isinstance(has_aux, bool):
+        raise TypeError(f"has_aux must be a bool, got {has_aux!r}")
+    if after_step is not None and not callable(after_step):
+        raise TypeError(f"after_step must be None or callable as after_step(model, previous_model, batch), got {after_step!r}")
     if key is None:
         raise ValueError("key must be a JAX PRNG key, got None")
     if isinstance(model, TrainState):
@@ -486,7 +577,7 @@ def train(
         _check_float32(model)
         state = init_train_state(model, optimiser=optimiser, ema=ema)
     _check_float32(state.model)
-    return _train(state, loss_fn, optimiser, batches, key, n_steps, record_every, ema)
+    return _train(state, loss_fn, optimiser, batches, key, n_steps, record_every, ema, has_aux, after_step)
 
 
 # --------------------------------------------------------------------------------------

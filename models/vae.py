@@ -13,8 +13,9 @@ A trained `VAE` exposes `decoder_log_likelihood(x, z)` and `encoder(x)`, and
 `latent_model()` hands it to `theory.latent_evidence` for the exact log p(x), posterior
 and gaps (latent dimension 1 or 2).
 
-`train_vae` runs `n_steps` Adam steps as one jitted `lax.scan`; `eqx.filter_vmap` of it
-trains many seeds at once. Parameters are float32.
+`train_vae` runs `n_steps` Adam steps through `models.training.train` (one jitted scan);
+`train_vae_replicas` trains many seeds at once, optionally sharded over devices.
+Parameters are float32.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from models import sharding
+from models.training import AdamSpec, FiniteSample, IndependentDraws, train
 from theory.distributions import Gaussian
 from theory.latent_evidence import AbstractGaussianFamily, FactorisedGaussian, LatentModel
 from theory.validation import check_count
@@ -288,8 +290,15 @@ class VAETraining(eqx.Module):
         _check_int("batch_size", self.batch_size, 1)
 
 
-def _params(model):
-    return eqx.filter(model, eqx.is_inexact_array)
+class _VAELoss(eqx.Module):
+    """The mean per-point loss over a batch (x, k_loss), one key split from k_loss per point."""
+
+    objective: AbstractVAEObjective
+
+    def __call__(self, model: VAE, batch) -> Float[Array, ""]:
+        x, key = batch
+        keys = jax.random.split(key, x.shape[0])
+        return jnp.mean(jax.vmap(lambda xi, ki: self.objective.loss(model, xi, ki))(x, keys))
 
 
 @eqx.filter_jit
@@ -302,12 +311,13 @@ def train_vae(
     objective: AbstractVAEObjective = ELBOObjective(),
     training: VAETraining = VAETraining(),
 ) -> tuple[VAE, Float[Array, " n_steps"]]:
-    """`n_steps` Adam steps on the mean per-point loss over minibatches, as one lax.scan.
+    """`n_steps` Adam steps on the mean per-point loss over minibatches (`models.training.train`).
 
-    Minibatches are drawn uniformly with replacement from the n training points. A
-    non-finite loss is recorded as such (the run is not stopped; check `losses`).
-    `eqx.filter_vmap(lambda m, k: train_vae(m, data, key=k, n_steps=...))(models, keys)`
-    trains many seeds as one program.
+    Step k draws (k_batch, k_loss) = split(key_k): a minibatch uniform with replacement
+    from the n training points (`FiniteSample`) and the objective's reparametrisation
+    noise. A non-finite loss is recorded as such (the run is not stopped; check
+    `losses`). `eqx.filter_vmap(lambda m, k: train_vae(m, data, key=k, n_steps=...))(models, keys)`
+    trains many seeds as one program; `train_vae_replicas` also shards them over devices.
 
     Args:
         model: the initial VAE (e.g. `spec.build(key)`).
@@ -317,27 +327,39 @@ def train_vae(
 
     Returns:
         The trained VAE and the per-step minibatch losses.
+
+    Reference: Kingma & Welling (2014), Algorithm 1 (with Adam, Kingma & Ba 2015).
     """
-    data = jnp.asarray(data, jnp.float32)
-    optimiser = optax.adam(training.learning_rate)
-    batch = training.batch_size
-    dynamic, static = eqx.partition(model, eqx.is_array)
+    batches = IndependentDraws((FiniteSample(jnp.asarray(data, jnp.float32), training.batch_size),))
+    result = train(model, _VAELoss(objective), optimiser=AdamSpec(training.learning_rate), batches=batches,
+                   n_steps=n_steps, key=key, record_every=1)
+    return result.model, result.losses
 
-    def batch_loss(dynamic_model, x, keys):
-        m = eqx.combine(dynamic_model, static)
-        return jnp.mean(jax.vmap(lambda xi, ki: objective.loss(m, xi, ki))(x, keys))
 
-    def step(carry, step_key):
-        dynamic_model, opt_state = carry
-        key_batch, key_loss = jax.random.split(step_key)
-        x = data[jax.random.randint(key_batch, (batch,), 0, data.shape[0])]
-        loss, grads = jax.value_and_grad(batch_loss)(dynamic_model, x, jax.random.split(key_loss, batch))
-        updates, opt_state = optimiser.update(grads, opt_state, dynamic_model)
-        return (optax.apply_updates(dynamic_model, updates), opt_state), loss
+def _fit_one(model, data, key, *, fit, **settings):
+    return fit(model, data, key=key, **settings)
 
-    opt_state = optimiser.init(dynamic)
-    (dynamic, _), losses = jax.lax.scan(step, (dynamic, opt_state), jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), losses
+
+def _fit_replicas(fit, models, data, keys, *, mesh, settings):
+    """`fit(model, data, key=key, **settings)` on every replica, sharded over `mesh` (also VQ-VAE's)."""
+    return sharding.vmap_sharded(_fit_one, models, data, keys, mesh=mesh, fit=fit, **settings)
+
+
+def train_vae_replicas(
+    models: VAE, data: Float[Array, "R n d"], keys: PRNGKeyArray, *, mesh: jax.sharding.Mesh | None = None, **settings
+) -> tuple[VAE, Float[Array, "R n_steps"]]:
+    """`train_vae` on R replicas as one program: models, data (R, n, d) and keys (R,) share a leading axis.
+
+    Args:
+        models, data, keys: R replicas along the leading axis.
+        mesh: a `models.sharding.mesh_for` mesh: the replica axis is split over its
+            devices; None runs on the default device.
+        settings: `train_vae`'s keywords (n_steps, objective, training), common to all.
+
+    Returns:
+        The trained VAEs and the losses (R, n_steps).
+    """
+    return _fit_replicas(train_vae, models, data, keys, mesh=mesh, settings=settings)
 
 
 # --------------------------------------------------------------------------------------
@@ -420,4 +442,5 @@ __all__ = [
     "VAETraining",
     "ppca_linear_vae",
     "train_vae",
+    "train_vae_replicas",
 ]

@@ -22,14 +22,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from theory.distributions import MixtureOfGaussians, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
 from theory.validation import check_count, check_key
-from models.vae import AbstractObservationNoise, LearnedNoise, _check_int, _check_positive_number
+from models.training import AdamSpec, FiniteSample, train
+from models.vae import AbstractObservationNoise, LearnedNoise, _check_int, _check_positive_number, _fit_replicas
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -180,6 +180,20 @@ def _ema_update(model: VQVAE, z_e, codes) -> VQVAE:
     return eqx.tree_at(lambda m: (m.ema_counts, m.ema_sums, m.codebook), model, (counts, sums, sums / smoothed[:, None]))
 
 
+def _vqvae_batch_loss(model: VQVAE, x) -> Float[Array, ""]:
+    return vqvae_loss(model, x)[0]
+
+
+def _ema_after_step(model: VQVAE, previous: VQVAE, x) -> VQVAE:
+    """The codebook's EMA step on the batch's encodings and codes under the pre-step model."""
+    if model.spec.ema is None:
+        return model
+    z_e = jax.vmap(previous.encode)(x)
+    # The assignments vqvae_loss made on this batch (same model, same points).
+    codes = jax.vmap(previous.assign)(jax.lax.stop_gradient(z_e))
+    return _ema_update(model, z_e, codes)
+
+
 @eqx.filter_jit
 def train_vqvae(
     model: VQVAE,
@@ -190,33 +204,29 @@ def train_vqvae(
     learning_rate: float = 3e-3,
     batch_size: int = 128,
 ) -> tuple[VQVAE, Float[Array, " n_steps"]]:
-    """`n_steps` Adam steps on `vqvae_loss` over uniform minibatches, as one lax.scan;
-    with `spec.ema` the codebook then takes one EMA step per minibatch.
+    """`n_steps` Adam steps on `vqvae_loss` over uniform minibatches (`models.training.train`);
+    with `spec.ema` the codebook then takes one EMA step per minibatch (van den Oord et al.
+    2017, App. A.1).
 
-    Returns the trained VQ-VAE and the per-step losses (vmappable over models and keys).
+    No gradient reaches the EMA statistics, nor the codebook under EMA (its loss term is
+    dropped and every other use is behind stop_gradient), so Adam leaves them unchanged.
+
+    Returns the trained VQ-VAE and the per-step losses (vmappable over models and keys;
+    `train_vqvae_replicas` also shards replicas over devices).
     """
-    data = jnp.asarray(data, jnp.float32)
-    optimiser = optax.adam(learning_rate)
-    dynamic, static = eqx.partition(model, eqx.is_array)
-    # No gradient reaches the EMA statistics, nor the codebook under EMA (its loss term is
-    # dropped and every other use is behind stop_gradient), so Adam leaves them unchanged.
-    def step(carry, step_key):
-        dynamic_model, opt_state = carry
-        x = data[jax.random.randint(step_key, (batch_size,), 0, data.shape[0])]
+    batches = FiniteSample(jnp.asarray(data, jnp.float32), batch_size)
+    result = train(model, _vqvae_batch_loss, optimiser=AdamSpec(learning_rate), batches=batches, n_steps=n_steps,
+                   key=key, record_every=1, after_step=_ema_after_step)
+    return result.model, result.losses
 
-        def loss_fn(dm):
-            return vqvae_loss(eqx.combine(dm, static), x)
 
-        (loss, codes), grads = jax.value_and_grad(loss_fn, has_aux=True)(dynamic_model)
-        updates, opt_state = optimiser.update(grads, opt_state, dynamic_model)
-        new_model = eqx.combine(optax.apply_updates(dynamic_model, updates), static)
-        if new_model.spec.ema is not None:
-            z_e = jax.vmap(eqx.combine(dynamic_model, static).encode)(x)
-            new_model = _ema_update(new_model, z_e, codes)
-        return (eqx.filter(new_model, eqx.is_array), opt_state), loss
-
-    (dynamic, _), losses = jax.lax.scan(step, (dynamic, optimiser.init(dynamic)), jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), losses
+def train_vqvae_replicas(
+    models: VQVAE, data: Float[Array, "R n d"], keys: PRNGKeyArray, *, mesh: jax.sharding.Mesh | None = None, **settings
+) -> tuple[VQVAE, Float[Array, "R n_steps"]]:
+    """`train_vqvae` on R replicas: models, data (R, n, d) and keys (R,) share a leading axis,
+    split over `mesh`'s devices when given; `settings` are `train_vqvae`'s keywords
+    (n_steps, learning_rate, batch_size), common to all."""
+    return _fit_replicas(train_vqvae, models, data, keys, mesh=mesh, settings=settings)
 
 
 class CodebookUsage(eqx.Module):
@@ -263,5 +273,6 @@ __all__ = [
     "codebook_usage",
     "monte_carlo_likelihood",
     "train_vqvae",
+    "train_vqvae_replicas",
     "vqvae_loss",
 ]

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGeneratorSpec
+from models.training import check_adam_settings
 
 
 class WGANTraining(eqx.Module):
@@ -39,18 +40,8 @@ class WGANTraining(eqx.Module):
     batch_size: int = eqx.field(static=True, default=256)
 
     def __check_init__(self):
-        for name in ("lr_critic", "lr_generator"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("adam_b1", "adam_b2"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        for name in ("critic_steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_adam_settings(self, rates=("lr_critic", "lr_generator"), decays=("adam_b1", "adam_b2"),
+                            counts=("critic_steps", "batch_size"))
 
     def critic_optimiser(self) -> optax.GradientTransformation:
         return optax.adam(self.lr_critic, b1=self.adam_b1, b2=self.adam_b2)
@@ -285,11 +276,6 @@ def train_replicas(
     return states, losses
 
 
-@eqx.filter_jit
-def _init_replicas_compiled(keys, *, generator_spec, critic_spec, training, data_dim):
-    return eqx.filter_vmap(lambda k: init_state(k, generator_spec, critic_spec, training, data_dim))(keys)
-
-
 def init_replicas(
     keys: PRNGKeyArray,
     *,
@@ -303,8 +289,8 @@ def init_replicas(
 
     With a `mesh`, the keys are split over its devices (see `train_replicas`).
     """
-    return sharding.call_sharded(_init_replicas_compiled, keys, mesh=mesh, generator_spec=generator_spec,
-                                 critic_spec=critic_spec, training=training, data_dim=data_dim)
+    return sharding.vmap_sharded(init_state, keys, mesh=mesh, generator_spec=generator_spec, critic_spec=critic_spec,
+                                 training=training, data_dim=data_dim)
 
 
 @eqx.filter_jit

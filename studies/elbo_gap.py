@@ -53,8 +53,9 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.vae import ELBOObjective, FixedNoise, LearnedNoise, VAE, VAESpec, VAETraining, ppca_linear_vae, train_vae
-from models.vqvae import VQVAESpec, codebook_usage, train_vqvae
+from models.sharding import mesh_for
+from models.vae import ELBOObjective, FixedNoise, LearnedNoise, VAE, VAESpec, VAETraining, ppca_linear_vae, train_vae_replicas
+from models.vqvae import VQVAESpec, codebook_usage, train_vqvae_replicas
 from studies import kit
 from studies.kit import config_field
 from theory.distributions import Gaussian, to_float64
@@ -358,8 +359,8 @@ def _log_data(config: Config, x) -> np.ndarray:
 class _VAECell:
     """Train every seed of one VAE and measure its gaps, bounds and fit."""
 
-    def __init__(self, config: Config, keys: kit.Keys, coords: ModelCoords, progress: kit.Progress):
-        self.config, self.keys, self.coords, self.progress = config, keys, coords, progress
+    def __init__(self, config: Config, keys: kit.Keys, coords: ModelCoords, progress: kit.Progress, mesh=None):
+        self.config, self.keys, self.coords, self.progress, self.mesh = config, keys, coords, progress, mesh
         self.family = FAMILIES[coords.family]
         self.spec = VAESpec(data_dim=2, latent_dim=coords.latent_dim, width=coords.decoder_width, depth=config.depth,
                             posterior_family=self.family, noise=LearnedNoise(0.5), encoder_width=coords.encoder_width)
@@ -374,10 +375,11 @@ class _VAECell:
         data = [_data(config, self.keys, s) for s in seeds]
         with self.progress.phase("train"):
             models = eqx.filter_vmap(self.spec.build)(self.keys.stack("init", [{"seed": s} for s in seeds]))
-            trained, losses = eqx.filter_vmap(
-                lambda m, x, k: train_vae(m, x, key=k, n_steps=config.n_steps,
-                                          objective=ELBOObjective(beta=self.coords.beta), training=config.training())
-            )(models, jnp.stack([d[0] for d in data]), self.keys.stack("train", [{"seed": s} for s in seeds]))
+            trained, losses = train_vae_replicas(
+                models, jnp.stack([d[0] for d in data]), self.keys.stack("train", [{"seed": s} for s in seeds]),
+                n_steps=config.n_steps, objective=ELBOObjective(beta=self.coords.beta), training=config.training(),
+                mesh=self.mesh,
+            )
             losses = np.asarray(jax.block_until_ready(losses), np.float64)
         for r, seed in enumerate(seeds):
             model = _replica(trained, r)
@@ -509,7 +511,8 @@ class _VAECell:
                                           "z": float(zi), "value": float(di)})
 
 
-def _collapse_cell(config: Config, keys: kit.Keys, decoder: str, noise_variance: float, progress: kit.Progress) -> list[dict]:
+def _collapse_cell(config: Config, keys: kit.Keys, decoder: str, noise_variance: float, progress: kit.Progress,
+                   mesh=None) -> list[dict]:
     """Per-dimension KL to the prior of trained VAEs at fixed sigma^2, with the closed form."""
     law = collapse_data_law(config, keys)
     d = len(config.collapse_eigenvalues)
@@ -520,9 +523,8 @@ def _collapse_cell(config: Config, keys: kit.Keys, decoder: str, noise_variance:
     held_out = [np.asarray(law.sample(keys("collapse-held-out", seed=s), config.n_kl_points), np.float64) for s in seeds]
     with progress.phase("train"):
         models = eqx.filter_vmap(spec.build)(keys.stack("collapse-init", [{"seed": s} for s in seeds]))
-        trained, losses = eqx.filter_vmap(
-            lambda m, x, k: train_vae(m, x, key=k, n_steps=config.n_steps, training=config.training())
-        )(models, train, keys.stack("collapse-train-steps", [{"seed": s} for s in seeds]))
+        trained, losses = train_vae_replicas(models, train, keys.stack("collapse-train-steps", [{"seed": s} for s in seeds]),
+                                             n_steps=config.n_steps, training=config.training(), mesh=mesh)
         losses = np.asarray(jax.block_until_ready(losses), np.float64)
     coords = {"model": "vae", "decoder": decoder, "noise_variance": noise_variance}
     rows = []
@@ -552,7 +554,7 @@ def _collapse_cell(config: Config, keys: kit.Keys, decoder: str, noise_variance:
     return rows
 
 
-def _vqvae_cell(config: Config, keys: kit.Keys, n_codes: int, progress: kit.Progress) -> list[dict]:
+def _vqvae_cell(config: Config, keys: kit.Keys, n_codes: int, progress: kit.Progress, mesh=None) -> list[dict]:
     """Exact log-likelihood, fit and codebook usage of VQ-VAEs with C codes, every seed."""
     seeds = list(range(config.n_seeds))
     spec = VQVAESpec(data_dim=2, code_dim=config.latent_dim, n_codes=n_codes, width=config.width, depth=config.depth,
@@ -560,10 +562,10 @@ def _vqvae_cell(config: Config, keys: kit.Keys, n_codes: int, progress: kit.Prog
     data = [(train, held_out[: config.n_kl_points]) for train, held_out in (_data(config, keys, s) for s in seeds)]
     with progress.phase("train"):
         models = eqx.filter_vmap(spec.build)(keys.stack("vq-init", [{"seed": s} for s in seeds]))
-        trained, losses = eqx.filter_vmap(
-            lambda m, x, k: train_vqvae(m, x, key=k, n_steps=config.n_steps, learning_rate=config.learning_rate,
-                                        batch_size=config.batch_size)
-        )(models, jnp.stack([d[0] for d in data]), keys.stack("vq-train", [{"seed": s} for s in seeds]))
+        trained, losses = train_vqvae_replicas(
+            models, jnp.stack([d[0] for d in data]), keys.stack("vq-train", [{"seed": s} for s in seeds]),
+            n_steps=config.n_steps, learning_rate=config.learning_rate, batch_size=config.batch_size, mesh=mesh,
+        )
         losses = np.asarray(jax.block_until_ready(losses), np.float64)
     coords = {"model": "vqvae", "n_codes": n_codes, "latent_dim": config.latent_dim}
     rows = []
@@ -601,23 +603,28 @@ def _vqvae_cell(config: Config, keys: kit.Keys, n_codes: int, progress: kit.Prog
     return rows
 
 
-def cells(config: Config) -> list[kit.Cell]:
-    """The W1 floor, every distinct VAE, the collapse sweep, the VQ-VAE sweep."""
+def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
+    """The W1 floor, every distinct VAE, the collapse sweep, the VQ-VAE sweep.
+
+    `devices` (``--devices``): the seeds of every training are sharded over that many
+    local devices (0: all; 1: the plain single-device program); never changes the numbers.
+    """
     keys = kit.Keys(config.seed)
+    mesh = mesh_for(devices)
     out = [kit.Cell(f"floor_K={config.n_modes}", lambda: _floor_rows(config, keys), coords={"model": "data"})]
     for coords in config.vae_models():
-        out.append(kit.Cell(coords.cell_id(), lambda progress, c=coords: _VAECell(config, keys, c, progress)(),
+        out.append(kit.Cell(coords.cell_id(), lambda progress, c=coords: _VAECell(config, keys, c, progress, mesh)(),
                             needs=("progress",), coords=coords.as_dict()))
     decoders = ("linear", "mlp") if config.collapse_nonlinear else ("linear",)
     for decoder in decoders:
         for s2 in config.collapse_noise_variances:
             out.append(kit.Cell(
                 f"collapse_decoder={decoder}_noise_var={s2:g}",
-                lambda progress, decoder=decoder, s2=s2: _collapse_cell(config, keys, decoder, float(s2), progress),
+                lambda progress, decoder=decoder, s2=s2: _collapse_cell(config, keys, decoder, float(s2), progress, mesh),
                 needs=("progress",), coords={"model": "vae", "decoder": decoder, "noise_variance": float(s2)},
             ))
     for c in config.codebook_sizes:
-        out.append(kit.Cell(f"vqvae_C={c}", lambda progress, c=c: _vqvae_cell(config, keys, c, progress),
+        out.append(kit.Cell(f"vqvae_C={c}", lambda progress, c=c: _vqvae_cell(config, keys, c, progress, mesh),
                             needs=("progress",), coords={"model": "vqvae", "n_codes": c}))
     return out
 
@@ -633,7 +640,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         (per-dimension KL); sample and posterior_density rows carry source, x, y, z, point.
     """
     runtime = runtime or kit.Runtime()
-    table = kit.run_cells(store, cells(config), process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cells(config, devices=runtime.devices), process_index=runtime.process_index, process_count=runtime.process_count)
     return kit.finish(store, table, figures="figures.elbo_gap" if config.draw_figures else None, summarise=summary)
 
 

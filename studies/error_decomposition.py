@@ -76,6 +76,7 @@ import pandas as pd
 import theory
 from models.generator import MLPGeneratorSpec
 from models.oracle import AbstractOTLoss, ExactAssignment, OracleTraining, SinkhornDivergence, init_oracle_replicas, train_oracle_replicas
+from models.sharding import mesh_for
 from models.wgan import critic_values, init_replicas, sample_replicas
 from models.wgan_fresh import EmpiricalLaw, stack_law, train_replicas_on_law
 from studies import kit
@@ -317,12 +318,14 @@ def _train_wgan(config: Config, target: _Target, p: int, q: int, n: int, progres
     return {"evaluation": evaluation, "generators": states.generator}
 
 
-def _train_oracle(config: Config, target: _Target, p: int, n: int, progress: kit.Progress) -> dict:
+def _train_oracle(config: Config, target: _Target, p: int, n: int, progress: kit.Progress, mesh=None) -> dict:
     generator_spec, training = config.generator(p), config.oracle_training()
-    states = init_oracle_replicas(target.seed_keys("init"), generator_spec=generator_spec, training=training, data_dim=2)
+    states = init_oracle_replicas(target.seed_keys("init"), generator_spec=generator_spec, training=training, data_dim=2,
+                                  mesh=mesh)
     with progress.phase(f"train oracle p={p} n={_n_text(n)} (with compile)"):
         states, losses = train_oracle_replicas(states, target.laws(n), target.seed_keys("oracle-train"),
-                                               n_steps=config.n_steps, generator_spec=generator_spec, training=training)
+                                               n_steps=config.n_steps, generator_spec=generator_spec, training=training,
+                                               mesh=mesh)
         diverged_at = np.asarray(jax.block_until_ready(states.diverged_at))
     with progress.phase("evaluate (exact W1)"):
         w1 = target.w1(target.generated(states.generator, generator_spec))
@@ -447,10 +450,15 @@ def _slope_rows(target: _Target, sizes: list[int], wgans: list[dict], wgan_inf: 
     return rows
 
 
-def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
+def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit.Artifact]]:
     """Floors and rates per K; WGAN and oracle trainings (artifacts and their rows); the
-    fresh critic on each frozen n = infinity generator; decomposition and slope cells."""
+    fresh critic on each frozen n = infinity generator; decomposition and slope cells.
+
+    `devices` (``--devices``): the oracle trainings' seeds are sharded over that many
+    local devices (0: all; 1: the plain single-device program); never changes the numbers.
+    """
     keys = kit.Keys(config.seed)
+    mesh = mesh_for(devices)
     cell_list: list[kit.Cell] = []
     artifacts: dict[str, kit.Artifact] = {}
     pairs = config.pairs()
@@ -487,7 +495,7 @@ def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
                                                      training=config.oracle_training(), data_dim=2).generator
             for n in [INFINITY] + sizes:
                 name = _oracle_name(k, p, n) + ".eqx"
-                add_artifact(name, lambda progress, target=target, p=p, n=n: _train_oracle(config, target, p, n, progress), like)
+                add_artifact(name, lambda progress, target=target, p=p, n=n: _train_oracle(config, target, p, n, progress, mesh), like)
                 evaluation_cell(_oracle_name(k, p, n), name, {"K": k, "p": p, "n": n, "model": "oracle"},
                                 ("w1", "diverged_at_step", "batch_loss_late"))
         for p, q in pairs:
@@ -538,7 +546,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         figure paths.
     """
     runtime = runtime or kit.Runtime()
-    cell_list, artifacts = cells(config)
+    cell_list, artifacts = cells(config, devices=runtime.devices)
     table = kit.run_cells(store, cell_list, artifacts=artifacts,
                           process_index=runtime.process_index, process_count=runtime.process_count)
     return kit.finish(store, table, figures="figures.error_decomposition" if config.draw_figures else None, summarise=summary)

@@ -94,6 +94,7 @@ from models.gan_training import (
     train_replicas,
 )
 from models.generator import GaussianLatent, MLPGeneratorSpec
+from models.sharding import mesh_for
 from studies import kit
 from studies.kit import config_field
 
@@ -459,7 +460,8 @@ def ball_separations(target: theory.MixtureOfGaussians, radius: float = MODE_RAD
 # 1. Variational bounds are tight only at the optimum.
 
 
-def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGANObjective, width: int, progress) -> list[dict]:
+def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGANObjective, width: int, progress,
+                mesh=None) -> list[dict]:
     p, q = bound_laws(law)
     name = objective_name(objective)
     spec = config.discriminator(objective, width)
@@ -467,7 +469,7 @@ def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGAN
     seeds = _seeds(config)
     coords = {"law": law, "objective": name, "width": width}
     states = init_discriminator_replicas(_stack(keys, "bounds-init", seeds, **coords), discriminator_spec=spec,
-                                         training=training, data_dim=p.dim)
+                                         training=training, data_dim=p.dim, mesh=mesh)
     method = theory.Quadrature(panels=config.bound_panels)
     exact = objective.exact_divergence(p, q) if isinstance(objective, WGAN) else objective.exact_divergence(p, q, method=method)
     rows = [{"experiment": "bounds", **coords, "seed": s, "metric": "divergence_exact", "value": exact.value,
@@ -478,7 +480,7 @@ def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGAN
     for step in log_checkpoints(config.bound_steps, (1,)):
         with progress.phase("train"):
             states, _ = advance(lambda st, k, n: train_discriminator_replicas(
-                st, p, q, k, n_steps=n, objective=objective, discriminator_spec=spec, training=training),
+                st, p, q, k, n_steps=n, objective=objective, discriminator_spec=spec, training=training, mesh=mesh),
                 states, train_keys, done, step)
             reported = np.asarray(jax.block_until_ready(states.diverged_at))
         done = step
@@ -504,7 +506,7 @@ def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGAN
 # 2. Vanishing gradients.
 
 
-def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress) -> list[dict]:
+def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress, mesh=None) -> list[dict]:
     target = config.target(config.gradient_modes)
     generator_spec = config.generator()
     training = config.training()
@@ -512,12 +514,12 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress) -> list
     coords = {"stage": stage, "K": config.gradient_modes}
     pretrain = NonSaturating()
     states = init_replicas(_stack(keys, "gradients-init", seeds, **coords), generator_spec=generator_spec,
-                           discriminator_spec=config.discriminator(pretrain), training=training, data_dim=2)
+                           discriminator_spec=config.discriminator(pretrain), training=training, data_dim=2, mesh=mesh)
     if stage > 0:
         with progress.phase("train generator"):
             states, _ = advance(lambda st, k, n: train_replicas(
                 st, target, k, n_steps=n, objective=pretrain, generator_spec=generator_spec,
-                discriminator_spec=config.discriminator(pretrain), training=training),
+                discriminator_spec=config.discriminator(pretrain), training=training, mesh=mesh),
                 states, _stack(keys, "gradients-pretrain", seeds, **coords), 0, stage)
             pretrain_diverged = np.asarray(jax.block_until_ready(states.diverged_at))
     else:
@@ -533,7 +535,7 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress) -> list
         spec = config.discriminator(discriminator_objective)
         name = objective_name(discriminator_objective)
         d_states = init_discriminator_replicas(_stack(keys, "gradients-discriminator", seeds, discriminator=name, **coords),
-                                               discriminator_spec=spec, training=d_training, data_dim=2)
+                                               discriminator_spec=spec, training=d_training, data_dim=2, mesh=mesh)
         train_keys = _stack(keys, "gradients-train", seeds, discriminator=name, **coords)
         done = 0
         diverged = pretrain_diverged.copy()
@@ -541,7 +543,7 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress) -> list
             with progress.phase("train discriminator"):
                 d_states, losses = advance(lambda st, k, n: train_discriminator_replicas(
                     st, target, frozen, k, n_steps=n, objective=discriminator_objective, discriminator_spec=spec,
-                    training=d_training), d_states, train_keys, done, step)
+                    training=d_training, mesh=mesh), d_states, train_keys, done, step)
                 reported = np.asarray(jax.block_until_ready(d_states.diverged_at))
             done = step
             diverged = np.where((diverged < 0) & (reported >= 0), step, diverged)
@@ -571,7 +573,8 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress) -> list
 # 3. JS saturation on parallel lines.
 
 
-def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, theta: float, progress) -> list[dict]:
+def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, theta: float, progress,
+             mesh=None) -> list[dict]:
     name = objective_name(objective)
     spec = config.discriminator(objective)
     training = dataclasses.replace(config.training(), discriminator_steps=1)
@@ -579,10 +582,10 @@ def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, th
     coords = {"objective": name, "theta": theta}
     real, fake = theory.VerticalSegment(0.0), theory.VerticalSegment(theta)
     states = init_discriminator_replicas(_stack(keys, "js-init", seeds, **coords), discriminator_spec=spec,
-                                         training=training, data_dim=2)
+                                         training=training, data_dim=2, mesh=mesh)
     with progress.phase("train"):
         states, _ = advance(lambda st, k, n: train_discriminator_replicas(
-            st, real, fake, k, n_steps=n, objective=objective, discriminator_spec=spec, training=training),
+            st, real, fake, k, n_steps=n, objective=objective, discriminator_spec=spec, training=training, mesh=mesh),
             states, _stack(keys, "js-train", seeds, **coords), 0, config.js_steps)
         diverged = np.asarray(jax.block_until_ready(states.diverged_at))
     n = config.js_points
@@ -646,8 +649,8 @@ def _target_rows(config: Config, keys: kit.Keys, k: int) -> list[dict]:
 class _GridRun:
     """Training and exact evaluation of every seed of one GAN on one grid."""
 
-    def __init__(self, config, keys, *, experiment, k, objective, model, n_steps, progress):
-        self.config, self.keys, self.experiment, self.k = config, keys, experiment, k
+    def __init__(self, config, keys, *, experiment, k, objective, model, n_steps, progress, mesh=None):
+        self.config, self.keys, self.experiment, self.k, self.mesh = config, keys, experiment, k, mesh
         self.objective, self.model, self.n_steps, self.progress = objective, model, n_steps, progress
         self.target = config.target(k)
         self.limit = DIVERGENCE_DIAMETERS * target_diameter(self.target)
@@ -700,7 +703,8 @@ class _GridRun:
         data = self._data()
         init_coords = {"experiment": self.experiment, **self.coords}
         states = init_replicas(_stack(self.keys, "init", self.seeds, **init_coords), generator_spec=self.generator_spec,
-                               discriminator_spec=self.discriminator_spec, training=self.training, data_dim=2)
+                               discriminator_spec=self.discriminator_spec, training=self.training, data_dim=2,
+                               mesh=self.mesh)
         train_keys = _stack(self.keys, "train", self.seeds, **init_coords)
         diverged_at = np.full(len(self.seeds), -1)
         done = 0
@@ -709,7 +713,7 @@ class _GridRun:
                 with self.progress.phase("train"):
                     states, _ = advance(lambda st, k, n: train_replicas(
                         st, data, k, n_steps=n, objective=self.objective, generator_spec=self.generator_spec,
-                        discriminator_spec=self.discriminator_spec, training=self.training),
+                        discriminator_spec=self.discriminator_spec, training=self.training, mesh=self.mesh),
                         states, train_keys, done, step)
                     reported = np.asarray(jax.block_until_ready(states.diverged_at))
                 done = step
@@ -773,9 +777,14 @@ class _GridRun:
 # The sweep.
 
 
-def cells(config: Config) -> list[kit.Cell]:
-    """Every cell of the experiments named in config.experiments, in a fixed order."""
+def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
+    """Every cell of the experiments named in config.experiments, in a fixed order.
+
+    `devices` (``--devices``): the seeds of every training are sharded over that many
+    local devices (0: all; 1: the plain single-device program); never changes the numbers.
+    """
     keys = kit.Keys(config.seed)
+    mesh = mesh_for(devices)
     out: list[kit.Cell] = []
     if "bounds" in config.experiments:
         for law in BOUND_LAWS:
@@ -786,18 +795,18 @@ def cells(config: Config) -> list[kit.Cell]:
                     name = objective_name(objective)
                     out.append(kit.Cell(
                         f"bounds_law={law}_objective={name}_width={width}",
-                        lambda progress, law=law, o=objective, w=width: _bound_cell(config, keys, law, o, w, progress),
+                        lambda progress, law=law, o=objective, w=width: _bound_cell(config, keys, law, o, w, progress, mesh),
                         needs=("progress",), coords={"experiment": "bounds", "law": law, "objective": name, "width": width}))
     if "gradients" in config.experiments:
         for stage in config.gradient_stages:
-            out.append(kit.Cell(f"gradients_stage={stage}", lambda progress, s=stage: _gradient_cell(config, keys, s, progress),
+            out.append(kit.Cell(f"gradients_stage={stage}", lambda progress, s=stage: _gradient_cell(config, keys, s, progress, mesh),
                                 needs=("progress",), coords={"experiment": "gradients", "stage": stage}))
     if "js" in config.experiments:
         for objective in (Minimax(), WGAN()):
             for theta in config.js_thetas:
                 name = objective_name(objective)
                 out.append(kit.Cell(f"js_objective={name}_theta={theta:g}",
-                                    lambda progress, o=objective, t=theta: _js_cell(config, keys, o, t, progress),
+                                    lambda progress, o=objective, t=theta: _js_cell(config, keys, o, t, progress, mesh),
                                     needs=("progress",), coords={"experiment": "js", "objective": name, "theta": theta}))
     grids = sorted(set((config.mode_grids if "modes" in config.experiments else ())
                        + (config.disconnected_modes if "disconnected" in config.experiments else ())))
@@ -810,7 +819,7 @@ def cells(config: Config) -> list[kit.Cell]:
                 out.append(kit.Cell(
                     f"modes_K={k}_objective={name}",
                     lambda progress, k=k, o=objective: _GridRun(config, keys, experiment="modes", k=k, objective=o, model="unconditional",
-                                                                n_steps=config.mode_steps, progress=progress)(),
+                                                                n_steps=config.mode_steps, progress=progress, mesh=mesh)(),
                     needs=("progress",), coords={"experiment": "modes", "K": k, "objective": name}))
     if "disconnected" in config.experiments:
         for k in config.disconnected_modes:
@@ -819,7 +828,7 @@ def cells(config: Config) -> list[kit.Cell]:
                     f"disconnected_K={k}_model={model}",
                     lambda progress, k=k, m=model: _GridRun(config, keys, experiment="disconnected", k=k,
                                                             objective=config.disconnected_objective, model=m,
-                                                            n_steps=config.disconnected_steps, progress=progress)(),
+                                                            n_steps=config.disconnected_steps, progress=progress, mesh=mesh)(),
                     needs=("progress",), coords={"experiment": "disconnected", "K": k, "model": model}))
     return out
 
@@ -833,7 +842,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         x, y) and, with a store, the run directory and figure paths.
     """
     runtime = runtime or kit.Runtime()
-    table = kit.run_cells(store, cells(config), process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cells(config, devices=runtime.devices), process_index=runtime.process_index, process_count=runtime.process_count)
     return kit.finish(store, table, figures="figures.gan_pathologies" if config.draw_figures else None, summarise=mode_summary)
 
 

@@ -8,6 +8,7 @@ float32 arithmetic is exact and the check is equality.
 """
 
 import math
+from types import SimpleNamespace
 
 import equinox as eqx
 import jax
@@ -21,7 +22,9 @@ from models.training import (
     AdamSpec,
     FiniteSample,
     FreshDraws,
+    IndependentDraws,
     TrainState,
+    check_adam_settings,
     check_real,
     init_train_state,
     run_in_chunks,
@@ -264,6 +267,41 @@ def test_fresh_draws_call_the_sampler_with_the_key_and_batch_size(key):
     np.testing.assert_array_equal(batches.draw(key), jax.random.normal(key, (7, 3)))
 
 
+def test_independent_draws_split_the_step_key_once_and_append_the_loss_key(key):
+    normal = FreshDraws(lambda k, n: jax.random.normal(k, (n,)), 3)
+    uniform = FreshDraws(lambda k, n: jax.random.uniform(k, (n,)), 2)
+    k_normal, k_uniform, k_loss = jax.random.split(key, 3)
+    x, y, spare = IndependentDraws((normal, uniform)).draw(key)
+    np.testing.assert_array_equal(x, jax.random.normal(k_normal, (3,)))
+    np.testing.assert_array_equal(y, jax.random.uniform(k_uniform, (2,)))
+    np.testing.assert_array_equal(jax.random.key_data(spare), jax.random.key_data(k_loss))
+    (only,) = IndependentDraws((normal,), loss_key=False).draw(key)
+    np.testing.assert_array_equal(only, jax.random.normal(jax.random.split(key, 1)[0], (3,)))
+
+
+def _sum_as_aux(model: Point, centre):
+    return quadratic_loss(model, centre), jnp.sum(model.theta)
+
+
+def _project_above_five_eighths(model: Point, previous: Point, batch) -> Point:
+    del previous, batch
+    return Point(jnp.maximum(model.theta, 0.625))
+
+
+def test_after_step_projects_every_iterate_and_aux_is_recorded_per_step(key):
+    # Projected gradient descent on the quadratic (lr a = (1/2, 1/4)) onto theta >= 5/8:
+    # theta_1 = P(1/2, 3/4) = (5/8, 3/4), theta_2 = P(5/16, 9/16) = (5/8, 5/8), theta_3 =
+    # P(5/16, 15/32) = (5/8, 5/8). Every number is a short dyadic fraction, so float32 is
+    # exact and the checks are equalities. The aux sum(theta_k) is read before step k's
+    # update: 2, 11/8, 5/4.
+    result = train(point(1.0, 1.0), _sum_as_aux, optimiser=optax.sgd(LEARNING_RATE), batches=CENTRE, n_steps=3,
+                   key=key, record_every=1, has_aux=True, after_step=_project_above_five_eighths)
+    np.testing.assert_array_equal(np.asarray(result.model.theta), [0.625, 0.625])
+    np.testing.assert_array_equal(np.asarray(result.aux), [2.0, 1.375, 1.25])
+    assert train(point(1.0, 1.0), quadratic_loss, optimiser=optax.sgd(LEARNING_RATE), batches=CENTRE, n_steps=3,
+                 key=key, record_every=1).aux is None
+
+
 def test_run_in_chunks_visits_every_boundary_and_equals_one_run(key):
     settings = dict(optimiser=optax.sgd(LEARNING_RATE), batches=CENTRE, record_every=4)
 
@@ -316,6 +354,12 @@ def test_run_in_chunks_runs_the_host_rest_while_the_next_chunk_trains():
         (lambda: FiniteSample(jnp.zeros((3, 2)), 0), ValueError, "batch_size must be an integer >= 1, got 0"),
         (lambda: FreshDraws("normal", 4), TypeError, "sample must be callable"),
         (lambda: check_real("x", float("nan")), ValueError, "x must be a finite number, got nan"),
+        (lambda: check_adam_settings(SimpleNamespace(lr=0.0), rates=("lr",), decays=()), ValueError,
+         "lr must be a finite number > 0, got 0.0"),
+        (lambda: check_adam_settings(SimpleNamespace(b1=1.0), rates=(), decays=("b1",)), ValueError,
+         r"b1 must be in \[0, 1\), got 1.0"),
+        (lambda: check_adam_settings(SimpleNamespace(steps=True), rates=(), decays=(), counts=("steps",)), ValueError,
+         "steps must be an integer >= 1, got True"),
     ],
 )
 def test_settings_reject_bad_values(make, error, match):
@@ -334,6 +378,8 @@ def test_settings_reject_bad_values(make, error, match):
         ({"model": Point(jnp.ones(2, jnp.float64))}, ValueError, "model parameters must be float32"),
         ({"loss_fn": None}, TypeError, "loss_fn must be callable"),
         ({"key": None}, ValueError, "key must be a JAX PRNG key"),
+        ({"has_aux": 1}, TypeError, "has_aux must be a bool, got 1"),
+        ({"after_step": 3}, TypeError, "after_step must be None or callable"),
     ],
 )
 def test_train_rejects_bad_arguments_before_compute(overrides, error, match, key):
