@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from models.mlp import linear_layers
 from models.training import (
     PARAM_DTYPE,
     AbstractBatchSource,
@@ -59,6 +60,7 @@ from models.training import (
     init_train_state,
     run_in_chunks,
     train,
+    train_replicas,
 )
 from theory.diffusion_samplers import ScoreFromEpsilon
 from theory.sde import AbstractSDE
@@ -74,6 +76,7 @@ __all__ = [
     "simple_batch_loss",
     "simple_loss",
     "train_epsilon_network",
+    "train_epsilon_networks",
 ]
 
 def sinusoidal_embedding(t: Float[Array, ""], dim: int, time_scale: float = 1000.0) -> Float[Array, " dim"]:
@@ -183,11 +186,7 @@ class EpsilonMLPSpec(eqx.Module):
         if not isinstance(sde, AbstractSDE):
             raise ValueError(f"sde must be an AbstractSDE, got {sde!r}")
         sizes = [dim + self.embedding_dim] + [self.width] * self.depth + [dim]
-        keys = jax.random.split(key, len(sizes) - 1)
-        layers = tuple(
-            eqx.nn.Linear(fan_in, fan_out, dtype=PARAM_DTYPE, key=k)
-            for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:])
-        )
+        layers = linear_layers(key, sizes)
         return EpsilonNetwork(
             layers=layers,
             sde=sde,
@@ -326,37 +325,88 @@ def train_epsilon_network(
 
     Reference: Ho et al. (2020), Algorithm 1 (continuous t here).
     """
+    batches = _simple_loss_batches(network.sde, sample_data, training)
+    block_keys = jax.random.split(key, training.steps // training.record_every)
+
+    def train_block(state, block):
+        return train(state, simple_batch_loss, batches=batches, n_steps=training.record_every, key=block_keys[block],
+                     **training.loop_settings())
+
+    state = init_train_state(network, optimiser=training.optimiser, ema=training.ema)
+    return _train_in_blocks(train_block, state, training, on_block, lambda losses: float(losses[0]))
+
+
+def train_epsilon_networks(
+    networks: EpsilonNetwork,
+    sample_data: Callable,
+    *,
+    keys: PRNGKeyArray,
+    training: EpsilonTraining,
+    on_block: Callable[[int, float], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> TrainResult:
+    """``train_epsilon_network`` for R networks at once (one per seed), optionally split over devices.
+
+    Replica r runs the arithmetic of ``train_epsilon_network(networks[r], sample_data,
+    key=keys[r], training=training)`` (the same blocks and block keys), each block one
+    compiled program vmapped over the replicas (``models.training.train_replicas``):
+    equal to it up to float32 rounding (vmap may order batched sums differently).
+
+    Args:
+        networks: R initial networks stacked along a leading axis, e.g.
+            ``eqx.filter_vmap(lambda k: spec.build(k, d, sde))(init_keys)``; one SDE.
+        sample_data: (key, n) -> clean draws (n, d), shared by every replica.
+        keys: (R,) PRNG keys of the batches.
+        training: the optimisation settings.
+        on_block: called as on_block(step, loss) after each block, loss the mean over
+            the replicas of their block losses (NaN once a replica has diverged).
+        mesh: a ``models.sharding.replica_mesh`` to split the replicas over, or None.
+
+    Returns:
+        A ``models.training.TrainResult`` with the replica axis first (``losses`` and
+        ``steps`` of shape (R, steps / record_every)).
+
+    Reference: Ho et al. (2020), Algorithm 1 (continuous t here).
+    """
+    batches = _simple_loss_batches(networks.sde, sample_data, training)
+    if keys is None or not jnp.ndim(keys):
+        raise ValueError(f"keys must be an (R,) array of PRNG keys, one per network, got {keys!r}")
+    block_keys = jax.vmap(lambda key: jax.random.split(key, training.steps // training.record_every))(keys)
+
+    def train_block(states, block):
+        return train_replicas(states, simple_batch_loss, batches=batches, n_steps=training.record_every,
+                              keys=block_keys[:, block], mesh=mesh, **training.loop_settings())
+
+    states = eqx.filter_vmap(lambda network: init_train_state(network, optimiser=training.optimiser,
+                                                              ema=training.ema))(networks)
+    return _train_in_blocks(train_block, states, training, on_block, lambda losses: float(jnp.mean(losses[:, 0])))
+
+
+def _simple_loss_batches(sde: AbstractSDE, sample_data: Callable, training: EpsilonTraining) -> SimpleLossBatches:
     if not isinstance(training, EpsilonTraining):
         raise ValueError(f"training must be an EpsilonTraining, got {training!r}")
-    if not training.t_min < network.sde.t_max:
-        raise ValueError(f"training.t_min must be < T={network.sde.t_max}, got {training.t_min}")
-    batches = SimpleLossBatches(FreshDraws(sample_data, training.batch_size), training.t_min, float(network.sde.t_max))
-    n_blocks = training.steps // training.record_every
-    block_keys = jax.random.split(key, n_blocks)
+    if not training.t_min < sde.t_max:
+        raise ValueError(f"training.t_min must be < T={sde.t_max}, got {training.t_min}")
+    return SimpleLossBatches(FreshDraws(sample_data, training.batch_size), training.t_min, float(sde.t_max))
 
+
+def _train_in_blocks(train_block, state, training: EpsilonTraining, on_block, block_loss) -> TrainResult:
+    """Block j (steps j * record_every .. (j + 1) * record_every - 1) is ``train_block(state, j)``,
+    one compiled call; ``on_block(stop, block_loss(losses))`` after each; the block records
+    joined along their last axis."""
     def advance(state, start, stop):
-        result = train(
-            state,
-            simple_batch_loss,
-            optimiser=training.optimiser,
-            batches=batches,
-            n_steps=stop - start,
-            key=block_keys[stop // training.record_every - 1],
-            record_every=training.record_every,
-            ema=training.ema,
-        )
+        result = train_block(state, stop // training.record_every - 1)
         return result.state, result
 
     def report(state, stop, result):
         if on_block is not None:
-            on_block(stop, float(result.losses[0]))
+            on_block(stop, block_loss(result.losses))
 
-    state = init_train_state(network, optimiser=training.optimiser, ema=training.ema)
-    boundaries = [(block + 1) * training.record_every for block in range(n_blocks)]
+    boundaries = [(block + 1) * training.record_every for block in range(training.steps // training.record_every)]
     state, chunks = run_in_chunks(advance, state, boundaries, on_boundary=report)
     results = [result for _, result in chunks]
     return TrainResult(
         state=state,
-        losses=jnp.concatenate([result.losses for result in results]),
-        steps=jnp.concatenate([result.steps for result in results]),
+        losses=jnp.concatenate([result.losses for result in results], axis=-1),
+        steps=jnp.concatenate([result.steps for result in results], axis=-1),
     )

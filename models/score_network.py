@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from models.mlp import linear_layers
 from models.training import (
     PARAM_DTYPE,
     AbstractBatchSource,
@@ -45,6 +46,7 @@ from models.training import (
     TrainResult,
     check_real,
     train,
+    train_replicas,
 )
 from theory.validation import check_count
 
@@ -59,6 +61,7 @@ __all__ = [
     "dsm_loss_per_sample",
     "score_at_level",
     "train_dsm",
+    "train_dsm_replicas",
 ]
 
 class NoiseConditionalMLP(eqx.Module):
@@ -125,11 +128,7 @@ class ScoreMLPSpec(eqx.Module):
         """
         dim = check_count("dim", dim)
         sizes = [dim + 1] + [self.width] * self.hidden_layers + [dim]
-        keys = jax.random.split(key, len(sizes) - 1)
-        layers = tuple(
-            eqx.nn.Linear(fan_in, fan_out, dtype=PARAM_DTYPE, key=k)
-            for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:])
-        )
+        layers = linear_layers(key, sizes)
         return NoiseConditionalMLP(layers=layers, data_scale=float(self.data_scale))
 
 
@@ -277,16 +276,45 @@ def train_dsm(
 
     Reference: Song & Ermon (2019), eq. (6) and Section 4.2 (Adam); Kingma & Ba, ICLR 2015.
     """
+    return train(model, dsm_batch_loss, batches=_dsm_batches(sample_clean, sigmas, training), n_steps=training.steps,
+                 key=key, **training.loop_settings())
+
+
+def train_dsm_replicas(
+    models: NoiseConditionalMLP,
+    sample_clean,
+    sigmas,
+    *,
+    keys: PRNGKeyArray,
+    training: DSMTraining,
+    mesh: jax.sharding.Mesh | None = None,
+) -> TrainResult:
+    """``train_dsm`` for R networks at once (one per seed), optionally split over devices.
+
+    Replica r runs the arithmetic of ``train_dsm(models[r], sample_clean, sigmas,
+    key=keys[r], training=training)`` (same batches, same updates), one compiled program
+    vmapped over the replicas (``models.training.train_replicas``): equal to it up to
+    float32 rounding, since vmap may order the batched products' sums differently.
+
+    Args:
+        models: R initial networks stacked along a leading axis, e.g.
+            ``eqx.filter_vmap(lambda k: spec.build(k, d))(init_keys)``.
+        sample_clean: (key, n) -> clean draws (n, d), shared by every replica.
+        sigmas: the noise levels, shape (L,).
+        keys: (R,) PRNG keys of the batches.
+        training: the optimisation settings.
+        mesh: a ``models.sharding.replica_mesh`` to split the replicas over, or None.
+
+    Returns:
+        A ``models.training.TrainResult`` with the replica axis first.
+
+    Reference: Song & Ermon (2019), eq. (6).
+    """
+    return train_replicas(models, dsm_batch_loss, batches=_dsm_batches(sample_clean, sigmas, training),
+                          n_steps=training.steps, keys=keys, mesh=mesh, **training.loop_settings())
+
+
+def _dsm_batches(sample_clean, sigmas, training) -> DSMBatches:
     if not isinstance(training, DSMTraining):
         raise ValueError(f"training must be a DSMTraining, got {training!r}")
-    batches = DSMBatches(FreshDraws(sample_clean, training.batch_size), sigmas)
-    return train(
-        model,
-        dsm_batch_loss,
-        optimiser=training.optimiser,
-        batches=batches,
-        n_steps=training.steps,
-        key=key,
-        record_every=training.record_every,
-        ema=training.ema,
-    )
+    return DSMBatches(FreshDraws(sample_clean, training.batch_size), sigmas)

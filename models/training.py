@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from models import sharding
 from theory.validation import check_count
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "init_train_state",
     "run_in_chunks",
     "train",
+    "train_replicas",
 ]
 
 PARAM_DTYPE = jnp.float32
@@ -358,6 +360,11 @@ class AbstractTraining(eqx.Module):
         if self.ema is not None and not isinstance(self.ema, EMA):
             raise TypeError(f"ema must be an EMA or None, got {self.ema!r}")
 
+    def loop_settings(self) -> dict[str, Any]:
+        """The keyword arguments of ``train`` and ``train_replicas`` that these settings fix:
+        ``optimiser``, ``record_every`` and ``ema``."""
+        return {"optimiser": self.optimiser, "record_every": self.record_every, "ema": self.ema}
+
 
 # --------------------------------------------------------------------------------------
 # The loop.
@@ -578,6 +585,57 @@ def train(
         state = init_train_state(model, optimiser=optimiser, ema=ema)
     _check_float32(state.model)
     return _train(state, loss_fn, optimiser, batches, key, n_steps, record_every, ema, has_aux, after_step)
+
+
+@eqx.filter_jit
+def _train_replicas(models, keys, *, loss_fn, optimiser, batches, n_steps, record_every, ema):
+    def one(model, key):
+        return train(model, loss_fn, optimiser=optimiser, batches=batches, n_steps=n_steps, key=key,
+                     record_every=record_every, ema=ema)
+
+    return eqx.filter_vmap(one)(models, keys)
+
+
+def train_replicas(
+    models: PyTree | TrainState,
+    loss_fn: Callable[[PyTree, PyTree], Float[Array, ""]],
+    *,
+    optimiser,
+    batches: AbstractBatchSource,
+    n_steps: int,
+    keys: PRNGKeyArray,
+    record_every: int,
+    ema: EMA | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> TrainResult:
+    """``train`` for R replicas at once (seeds, initial models), optionally split over devices.
+
+    Replica r runs the arithmetic of ``train(models[r], loss_fn, ..., key=keys[r])``: the
+    update theta_{k+1} = theta_k + u_k on batches B_k = batches.draw(key_k), one compiled
+    program vmapped over the replica axis (equal to the separate run up to float32
+    rounding: vmap may order the batched products' sums differently). The batch source is shared by every replica
+    (each draws its own batches from its own key).
+
+    Args:
+        models: R initial models stacked along a leading axis (``eqx.filter_vmap`` of a
+            spec's ``build`` over R keys), or a stacked ``TrainState`` to continue.
+        loss_fn, optimiser, batches, n_steps, record_every, ema: as for ``train``.
+        keys: (R,) PRNG keys of the batches, one per replica.
+        mesh: a ``models.sharding.replica_mesh``: the replica axis is split over its
+            devices (R padded to a multiple of the device count, the padding dropped);
+            None runs the plain program on the default device.
+
+    Returns:
+        A ``TrainResult`` whose arrays carry the replica axis first: ``losses`` and
+        ``steps`` of shape (R, n_steps / record_every), ``diverged_at`` (R,).
+
+    Reference: JAX documentation, "Distributed arrays and automatic parallelization"
+    (the replicas are independent, so the split needs no communication).
+    """
+    if keys is None or not jnp.ndim(keys):
+        raise ValueError(f"keys must be an (R,) array of PRNG keys, one per replica, got {keys!r}")
+    return sharding.call_sharded(_train_replicas, models, keys, mesh=mesh, loss_fn=loss_fn, optimiser=optimiser,
+                                 batches=batches, n_steps=n_steps, record_every=record_every, ema=ema)
 
 
 # --------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGeneratorSpec
 from models.wgan import StepLosses, WGANState, WGANTraining, train_steps
@@ -97,18 +98,32 @@ def train_steps_on_law(
 
 
 @eqx.filter_jit
-def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training,
-                          freeze_generator: bool = False):
-    """Train R replicas at once: states, laws (array leaves with a leading R axis) and keys (R,).
-
-    Returns the new states and per-step losses of shape (R, n_steps).
-    """
-
+def _train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training, freeze_generator):
     def one(state, law, key):
         return train_steps_on_law(state, law, key, n_steps=n_steps, generator_spec=generator_spec,
                                   critic_spec=critic_spec, training=training, freeze_generator=freeze_generator)
 
     return eqx.filter_vmap(one)(states, laws, keys)
+
+
+def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training,
+                          freeze_generator: bool = False, mesh: jax.sharding.Mesh | None = None):
+    """Train R replicas at once: states, laws (array leaves with a leading R axis) and keys (R,).
+
+    Args:
+        states, laws, keys: R replicas along the leading axis (``stack_law`` gives every
+            replica the same law).
+        n_steps, generator_spec, critic_spec, training, freeze_generator: as for
+            ``train_steps_on_law``.
+        mesh: a ``models.sharding.replica_mesh``: the replica axis is split over its
+            devices (R padded to a multiple of the device count, padding dropped); None
+            runs on the default device.
+
+    Returns the new states and per-step losses of shape (R, n_steps).
+    """
+    return sharding.call_sharded(_train_replicas_on_law, states, laws, keys, mesh=mesh, n_steps=n_steps,
+                                 generator_spec=generator_spec, critic_spec=critic_spec, training=training,
+                                 freeze_generator=freeze_generator)
 
 
 def stack_law(law, replicas: int):

@@ -297,15 +297,16 @@ class _Target:
         return [float(v) if np.all(np.isfinite(generated[r])) else math.nan for r, v in enumerate(out.mean(axis=1))]
 
 
-def _train_wgan(config: Config, target: _Target, p: int, q: int, n: int, progress: kit.Progress) -> dict:
+def _train_wgan(config: Config, target: _Target, p: int, q: int, n: int, progress: kit.Progress, mesh=None) -> dict:
     generator_spec, critic_spec, training = config.generator(p), config.critic_of_depth(q), config.training()
     # Init and training keys from (K, seed) only: the same initial generator (and latent
     # draws) for every n and q, and the same generator as the oracle's of that seed.
     states = init_replicas(target.seed_keys("init"), generator_spec=generator_spec, critic_spec=critic_spec,
-                           training=training, data_dim=2)
+                           training=training, data_dim=2, mesh=mesh)
     with progress.phase(f"train WGAN p={p} q={q} n={_n_text(n)} (with compile)"):
         states, losses = train_replicas_on_law(states, target.laws(n), target.seed_keys("train"), n_steps=config.n_steps,
-                                               generator_spec=generator_spec, critic_spec=critic_spec, training=training)
+                                               generator_spec=generator_spec, critic_spec=critic_spec, training=training,
+                                               mesh=mesh)
         diverged_at = np.asarray(jax.block_until_ready(states.diverged_at))
     with progress.phase("evaluate (exact W1)"):
         generated = target.generated(states.generator, generator_spec)
@@ -362,11 +363,12 @@ def _rate(config: Config, target: _Target, n: int) -> dict:
     return {"evaluation": {"w1_data": data, "w1_two_sample": two_sample}, "generators": None}
 
 
-def _fit_critic(config: Config, target: _Target, p: int, q: int, trained: dict, progress: kit.Progress) -> list[dict]:
+def _fit_critic(config: Config, target: _Target, p: int, q: int, trained: dict, progress: kit.Progress,
+                mesh=None) -> list[dict]:
     """A fresh critic of depth q trained on fresh draws against the frozen n = infinity generator."""
     generator_spec, critic_spec, training = config.generator(p), config.critic_of_depth(q), config.training()
     states = init_replicas(target.seed_keys("critic-fit-init"), generator_spec=generator_spec, critic_spec=critic_spec,
-                           training=training, data_dim=2)
+                           training=training, data_dim=2, mesh=mesh)
     states = eqx.tree_at(lambda s: s.generator, states, trained["generators"])
     generated = target.generated(states.generator, generator_spec)
     half = config.critic_fit_steps // 2
@@ -376,7 +378,7 @@ def _fit_critic(config: Config, target: _Target, p: int, q: int, trained: dict, 
         with progress.phase(f"fit critic q={q} on frozen generator p={p}"):
             states, _ = train_replicas_on_law(states, target.laws(INFINITY), jax.vmap(jax.random.fold_in, in_axes=(0, None))(fit_keys, chunk),
                                               n_steps=half, generator_spec=generator_spec, critic_spec=critic_spec,
-                                              training=training, freeze_generator=True)
+                                              training=training, freeze_generator=True, mesh=mesh)
         ipm[steps] = target.ipm(states.critic, generated)
     w1 = trained["evaluation"]["w1"]
     rows = []
@@ -454,8 +456,9 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
     """Floors and rates per K; WGAN and oracle trainings (artifacts and their rows); the
     fresh critic on each frozen n = infinity generator; decomposition and slope cells.
 
-    `devices` (``--devices``): the oracle trainings' seeds are sharded over that many
-    local devices (0: all; 1: the plain single-device program); never changes the numbers.
+    `devices` (``--devices``): the seeds of every WGAN and oracle training are sharded over
+    that many local devices (0: all; 1: the plain single-device program); never changes the
+    numbers beyond float32 rounding.
     """
     keys = kit.Keys(config.seed)
     mesh = mesh_for(devices)
@@ -503,13 +506,13 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
                                                    critic_spec=config.critic_of_depth(q), training=config.training(), data_dim=2).generator
             for n in [INFINITY] + config.sizes_at(p, q):
                 name = _wgan_name(k, p, q, n) + ".eqx"
-                add_artifact(name, lambda progress, target=target, p=p, q=q, n=n: _train_wgan(config, target, p, q, n, progress), like)
+                add_artifact(name, lambda progress, target=target, p=p, q=q, n=n: _train_wgan(config, target, p, q, n, progress, mesh), like)
                 evaluation_cell(_wgan_name(k, p, q, n), name, {"K": k, "p": p, "q": q, "n": n, "model": "wgan"},
                                 ("w1", "critic_ipm", "diverged_at_step", "critic_loss_late"))
             inf_name = _wgan_name(k, p, q, INFINITY) + ".eqx"
             cell_list.append(kit.Cell(
                 f"critic_fit_K={k}_p={p}_q={q}",
-                lambda progress, target=target, p=p, q=q, inf_name=inf_name, **needs: _fit_critic(config, target, p, q, needs[inf_name], progress),
+                lambda progress, target=target, p=p, q=q, inf_name=inf_name, **needs: _fit_critic(config, target, p, q, needs[inf_name], progress, mesh),
                 needs=("progress", inf_name), coords={"K": k, "p": p, "q": q, "n": INFINITY, "model": "fresh_critic"},
             ))
         for p, q in pairs:

@@ -28,7 +28,8 @@ Cells and keys. A cell is one swept value (all seeds vmapped inside it); its key
 from its coordinates only (kit.Keys: seed, initial law, chain count, ...), so removing
 a value from a sweep leaves every other cell bit-identical, and a sweep value equal to
 the baseline's reproduces the baseline's numbers. Each seed's score network is a kit
-artifact, trained once and verified on load; a diverged training (or non-finite
+artifact, trained once and verified on load (every seed's network is trained in one
+program vmapped over the seeds, split over `--devices`); a diverged training (or non-finite
 samples) saves the cells that need it as diverged and the sweep goes on.
 
     python -m studies.langevin_mixing                       # quick preset (the README figure)
@@ -51,7 +52,8 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.score_network import DSMTraining, ScoreMLPSpec, score_at_level, train_dsm
+from models.score_network import DSMTraining, ScoreMLPSpec, score_at_level, train_dsm_replicas
+from models.sharding import mesh_for
 from models.training import EMA, AdamSpec
 from studies import kit
 from studies.kit import config_field
@@ -781,17 +783,25 @@ def _trajectory_rows(config: Config, sampling: _Sampling) -> list[dict[str, Any]
     return rows
 
 
-def _network_artifact(config: Config, seed: int) -> kit.Artifact:
+def _train_networks(config: Config, mesh):
+    """Every seed's DSM training as one program vmapped over the seeds (split over `mesh`'s
+    devices): replica r runs the arithmetic ``train_dsm`` would run for seed r alone (its
+    own init and batch keys), so the device count changes a network by float32 rounding
+    at most."""
+    keys, seeds = kit.Keys(config.seed), [{"seed": s} for s in config.seeds()]
+    models = eqx.filter_vmap(lambda key: config.network.build(key, DIM))(keys.stack("network-init", seeds))
+    return train_dsm_replicas(models, eqx.Partial(config.noise_family.sample_base, theory.ncsn_two_modes()),
+                              config.schedule.sigmas(), keys=keys.stack("dsm-batches", seeds), training=config.training,
+                              mesh=mesh)
+
+
+def _network_artifact(config: Config, seed: int, networks: kit.TrainedTogether) -> kit.Artifact:
     """The score network of one seed, trained by DSM; raises Diverged if training did."""
-    keys = kit.Keys(config.seed)
-    target = theory.ncsn_two_modes()
     records = config.training.steps // config.training.record_every
 
     def build(progress: kit.Progress) -> TrainedScore:
-        model = config.network.build(keys("network-init", seed=seed), DIM)
         with progress.phase("train network"):
-            trained = train_dsm(model, eqx.Partial(config.noise_family.sample_base, target), config.schedule.sigmas(),
-                                key=keys("dsm-batches", seed=seed), training=config.training)
+            trained = networks(seed)
             diverged_at = int(trained.diverged_at)
         if diverged_at >= 0:
             raise kit.Diverged(f"DSM training of seed {seed} diverged at step {diverged_at} "
@@ -926,14 +936,17 @@ def _law_id(law: AbstractInitialLaw) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label).strip("_")
 
 
-def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
-    """The study's cells, in order, and the artifacts (one network per seed) they need."""
+def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit.Artifact]]:
+    """The study's cells, in order, and the artifacts (one network per seed) they need;
+    the seeds' networks are trained together, split over `devices` local devices (0: all)."""
+    mesh = mesh_for(devices)
+    networks = kit.TrainedTogether(config.seeds(), lambda: _train_networks(config, mesh))
     result = [kit.Cell("baseline", functools.partial(_baseline_cell, config), needs=("progress",),
                        coords={"sweep": "baseline"})]
     artifacts = []
     if config.learned:
         for seed in config.seeds():
-            artifacts.append(_network_artifact(config, seed))
+            artifacts.append(_network_artifact(config, seed, networks))
             result.append(kit.Cell(
                 f"learned_seed={seed}",
                 lambda progress, seed=seed, **nets: _learned_cell(config, seed, progress, nets[_network_name(seed)]),
@@ -1053,7 +1066,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         `Results` with the tidy table of every done cell.
     """
     runtime = runtime or kit.Runtime()
-    study_cells, artifacts = cells(config)
+    study_cells, artifacts = cells(config, devices=runtime.devices)
     table = kit.run_cells(store, study_cells, artifacts=artifacts,
                           process_index=runtime.process_index, process_count=runtime.process_count)
     return kit.finish(store, table, figures="figures.langevin_mixing" if config.draw_figures else None, summarise=functools.partial(summary, confidence=config.confidence))

@@ -64,7 +64,8 @@ import numpy as np
 import pandas as pd
 
 import theory
-from models.epsilon_network import EpsilonMLPSpec, EpsilonNetwork, EpsilonTraining, train_epsilon_network
+from models.epsilon_network import EpsilonMLPSpec, EpsilonNetwork, EpsilonTraining, train_epsilon_networks
+from models.sharding import mesh_for
 from models.training import EMA, AdamSpec
 from studies import kit
 from studies.kit import config_field
@@ -500,21 +501,27 @@ def _network_template(config: Config) -> EpsilonNetwork:
     return config.network.build(jax.random.key(0), DIM, config.sde)
 
 
-def _train_network(config: Config, keys: kit.Keys, seed: int, progress: kit.Progress):
-    """(network, steps, losses): the EMA weights (or the last iterate) and the block losses.
-    Raises kit.Diverged on a non-finite loss or weights, or a final loss above DIVERGED_LOSS."""
-    training = config.training
-    started = time.perf_counter()
+def _train_networks(config: Config, keys: kit.Keys, mesh, progress: kit.Progress):
+    """Every seed's training, one program per block of steps vmapped over the seeds (split
+    over `mesh`'s devices): replica r runs the arithmetic ``train_epsilon_network`` would
+    run for seed r alone (its own init and batch keys), so the device count changes a
+    network by float32 rounding at most."""
+    training, started, seeds = config.training, time.perf_counter(), [{"seed": s} for s in config.seeds]
 
     def on_block(step, loss):
         if step % max(training.steps // 5, training.record_every) == 0:
             progress.update(step=step, total_steps=training.steps, loss=loss, elapsed_s=time.perf_counter() - started)
 
+    networks = eqx.filter_vmap(lambda key: config.network.build(key, DIM, config.sde))(keys.stack("init", seeds))
+    return train_epsilon_networks(networks, _target(config).sample, keys=keys.stack("train", seeds), training=training,
+                                  on_block=on_block, mesh=mesh)
+
+
+def _train_network(config: Config, networks: kit.TrainedTogether, seed: int, progress: kit.Progress):
+    """(network, steps, losses): the EMA weights (or the last iterate) and the block losses.
+    Raises kit.Diverged on a non-finite loss or weights, or a final loss above DIVERGED_LOSS."""
     with progress.phase("train"):
-        result = train_epsilon_network(
-            config.network.build(keys("init", seed=seed), DIM, config.sde), _target(config).sample,
-            key=keys("train", seed=seed), training=training, on_block=on_block,
-        )
+        result = networks(seed, progress)
     network = result.model if result.ema_model is None else result.ema_model
     losses = np.asarray(result.losses, np.float64)
     finite_weights = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(eqx.filter(network, eqx.is_array)))
@@ -525,11 +532,11 @@ def _train_network(config: Config, keys: kit.Keys, seed: int, progress: kit.Prog
     return network, jnp.asarray(result.steps, jnp.int32), jnp.asarray(losses, jnp.float32)
 
 
-def _network_artifact(config: Config, keys: kit.Keys, seed: int) -> kit.Artifact:
+def _network_artifact(config: Config, networks: kit.TrainedTogether, seed: int) -> kit.Artifact:
     n_blocks = config.training.steps // config.training.record_every
     return kit.equinox_artifact(
         f"network_seed={seed}.eqx",
-        lambda progress: _train_network(config, keys, seed, progress),
+        lambda progress: _train_network(config, networks, seed, progress),
         lambda: (_network_template(config), jnp.zeros(n_blocks, jnp.int32), jnp.zeros(n_blocks, jnp.float32)),
         needs=("progress",),
     )
@@ -806,12 +813,15 @@ def _network_name(seed: int) -> str:
     return f"network_seed={seed}.eqx"
 
 
-def cells(config: Config) -> tuple[list[kit.Cell], list[kit.Artifact]]:
+def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit.Artifact]]:
     """The sweep: floor; per seed training and Fisher/bound; one cell per (sampler, score,
     seed); trajectories. Returns (cells, artifacts): one trained network per seed, passed
-    to the cells that need it under its artifact name."""
+    to the cells that need it under its artifact name; the seeds' networks are trained
+    together, split over `devices` local devices (0: all)."""
     keys = kit.Keys(config.seed)
-    artifacts = [_network_artifact(config, keys, seed) for seed in config.seeds]
+    mesh = mesh_for(devices)
+    networks = kit.TrainedTogether(config.seeds, lambda progress: _train_networks(config, keys, mesh, progress))
+    artifacts = [_network_artifact(config, networks, seed) for seed in config.seeds]
     result = [kit.Cell("floor", lambda: _floor_cell(config, keys))]
     for seed in config.seeds:
         name = _network_name(seed)
@@ -851,7 +861,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         `Results` with the tidy table, the run directory and the figure paths.
     """
     runtime = runtime or kit.Runtime()
-    cell_list, artifacts = cells(config)
+    cell_list, artifacts = cells(config, devices=runtime.devices)
     table = kit.run_cells(store, cell_list, artifacts=artifacts, process_index=runtime.process_index,
                           process_count=runtime.process_count, metadata={"study": STUDY})
     return kit.finish(store, table, figures="figures.reverse_diffusion" if config.draw_figures else None, summarise=summarise)

@@ -20,6 +20,7 @@ a study".
 from studies.kit.cells import Artifact as Artifact
 from studies.kit.cells import Cell as Cell
 from studies.kit.cells import Diverged as Diverged
+from studies.kit.cells import TrainedTogether as TrainedTogether
 from studies.kit.cells import equinox_artifact as equinox_artifact
 from studies.kit.cells import run_cells as run_cells
 from studies.kit.cli import Invocation as Invocation
@@ -75,6 +76,7 @@ __all__ = [
     "RunLockedError",
     "Runtime",
     "TRAINING_LIMITS",
+    "TrainedTogether",
     "WrongStudyError",
     "check_fields",
     "config_field",

@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Artifact", "Cell", "Diverged", "equinox_artifact", "run_cells"]
+__all__ = ["Artifact", "Cell", "Diverged", "TrainedTogether", "equinox_artifact", "run_cells"]
 
 _BUILT_INS = ("progress",)
 
@@ -80,6 +80,38 @@ class Cell:
     fn: Callable[..., Rows]
     needs: tuple[str, ...] = ()
     coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class TrainedTogether:
+    """A training of every replica at once (one vmapped program, sharded over devices),
+    run the first time any replica's artifact is built and then handed out per replica.
+
+    Each replica keeps its own artifact (saved, verified and resumed on its own), while
+    the compute runs once for all: ``train(*args)`` returns a pytree whose arrays carry
+    the replica axis first, in the order of `replicas`, and ``self(replica, *args)`` is
+    that replica's slice. Resuming after some replicas were saved trains all of them
+    again and keeps the missing ones: the same program on the same replicas, so the
+    same numbers as an uninterrupted run.
+
+    Args:
+        replicas: the replica labels (seeds), in the order of the replica axis.
+        train: (*args) -> the stacked result; args are those of the first call (e.g. the
+            progress of the artifact that triggered it).
+    """
+
+    def __init__(self, replicas, train: Callable[..., Any]):
+        self.replicas, self.train, self.result = list(replicas), train, None
+
+    def __call__(self, replica, *args) -> Any:
+        """The slice of `replica` (trains every replica on the first call)."""
+        if replica not in self.replicas:
+            raise ValueError(f"replica must be one of {self.replicas}, got {replica!r}")
+        import jax  # as equinox_artifact: the kit itself imports no JAX until a study needs it
+
+        if self.result is None:
+            self.result = self.train(*args)
+        index = self.replicas.index(replica)
+        return jax.tree.map(lambda leaf: leaf[index] if hasattr(leaf, "ndim") and leaf.ndim else leaf, self.result)
 
 
 class _Interrupted(KeyboardInterrupt):

@@ -135,3 +135,19 @@ def test_definitions_are_checked_before_anything_runs():
     with pytest.raises(ValueError, match="process_index"):
         kit.run_cells(None, [good], process_index=2, process_count=2)
     assert ran == []
+
+
+def test_trained_together_trains_once_and_hands_out_each_replica():
+    import numpy as np
+
+    calls = []
+
+    def train(scale):
+        calls.append(scale)
+        return {"w": np.arange(3.0) * scale, "label": "shared"}
+
+    together = kit.TrainedTogether([10, 20, 30], train)
+    assert together(20, 2.0)["w"] == 2.0 and together(30, 99.0)["w"] == 4.0
+    assert together(10)["label"] == "shared" and calls == [2.0]  # trained once, by the first call's args
+    with pytest.raises(ValueError, match="replica must be one of"):
+        together(40)
