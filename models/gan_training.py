@@ -42,6 +42,7 @@ from models.training import (
     AdamSpec,
     IndependentDraws,
     TrainState,
+    adversarial_start,
     check_adam_settings,
     init_train_state,
     train,
@@ -310,17 +311,9 @@ def init_gan_state(
     key: PRNGKeyArray, *, generator_spec, discriminator_spec, training: GANTraining, data_dim: int
 ) -> GANState:
     """Fresh networks and optimiser states (vmappable over keys)."""
-    key_generator, key_discriminator = jax.random.split(key)
-    generator = generator_spec.build(key_generator, data_dim)
-    discriminator = discriminator_spec.build(key_discriminator, data_dim)
-    return GANState(
-        generator=generator,
-        discriminator=discriminator,
-        generator_opt_state=training.generator_optimiser().init(_params(generator)),
-        discriminator_opt_state=training.discriminator_optimiser().init(_params(discriminator)),
-        step=jnp.zeros((), jnp.int32),
-        diverged_at=jnp.full((), -1, jnp.int32),
-    )
+    return GANState(*adversarial_start(key, generator_spec=generator_spec, opponent_spec=discriminator_spec,
+                                       generator_optimiser=training.generator_optimiser(),
+                                       opponent_optimiser=training.discriminator_optimiser(), data_dim=data_dim))
 
 
 @eqx.filter_jit

@@ -60,6 +60,7 @@ from models import sharding
 from theory.validation import check_count
 
 __all__ = [
+    "adversarial_start",
     "PARAM_DTYPE",
     "EMA",
     "AbstractBatchSource",
@@ -460,6 +461,25 @@ def init_train_state(model: PyTree, *, optimiser, ema: EMA | None = None) -> Tra
 
 def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(_params(tree))]))
+
+
+def adversarial_start(key: PRNGKeyArray, *, generator_spec, opponent_spec, generator_optimiser: optax.GradientTransformation,
+                      opponent_optimiser: optax.GradientTransformation, data_dim: int) -> tuple:
+    """Step 0 of a two-player training (a GAN's generator and discriminator, a WGAN's critic).
+
+    The key is split in two, the first building the generator and the second its opponent;
+    each optimiser starts on its network's floating-point leaves. Vmappable over keys.
+
+    Returns:
+        (generator, opponent, generator_opt_state, opponent_opt_state, step = 0,
+        diverged_at = -1): the fields, in order, of ``models.wgan.WGANState`` and
+        ``models.gan_training.GANState``.
+    """
+    key_generator, key_opponent = jax.random.split(key)
+    generator = generator_spec.build(key_generator, data_dim)
+    opponent = opponent_spec.build(key_opponent, data_dim)
+    return (generator, opponent, generator_optimiser.init(_params(generator)), opponent_optimiser.init(_params(opponent)),
+            jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
 
 
 @eqx.filter_jit

@@ -26,7 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGeneratorSpec
-from models.training import check_adam_settings
+from models.training import adversarial_start, check_adam_settings
 
 
 class WGANTraining(eqx.Module):
@@ -80,17 +80,9 @@ def init_state(
     data_dim: int,
 ) -> WGANState:
     """Fresh networks and optimiser states (vmappable over keys)."""
-    key_generator, key_critic = jax.random.split(key)
-    generator = generator_spec.build(key_generator, data_dim)
-    critic = critic_spec.build(key_critic, data_dim)
-    return WGANState(
-        generator=generator,
-        critic=critic,
-        generator_opt_state=training.generator_optimiser().init(_params(generator)),
-        critic_opt_state=training.critic_optimiser().init(_params(critic)),
-        step=jnp.zeros((), jnp.int32),
-        diverged_at=jnp.full((), -1, jnp.int32),
-    )
+    return WGANState(*adversarial_start(key, generator_spec=generator_spec, opponent_spec=critic_spec,
+                                        generator_optimiser=training.generator_optimiser(),
+                                        opponent_optimiser=training.critic_optimiser(), data_dim=data_dim))
 
 
 def _all_finite(tree) -> Array:
