@@ -65,7 +65,6 @@ import dataclasses
 import io
 import json
 import math
-from typing import Any
 
 import equinox as eqx
 import jax

@@ -737,7 +737,6 @@ def _sampler_cell(config: Config, keys: kit.Keys, sampler: AbstractDiffusionSamp
     label = sampler_label(sampler)
     model = _models(config, None if network is None else network[0])[kind]
     settings = sampler_settings(sampler, config.nfe_grid)
-    t_end = _t_end(sampler)
     spread_reference = _spread_reference(config.grid_modes, config.sde, _reference_time(sampler), config.seed)
     x_init = _prior_points(config, keys, seed, config.n_samples)
     reference = _reference_points(config, keys, seed)

@@ -17,8 +17,8 @@ import numpy as np
 
 from theory.distributions import AbstractDensity, AbstractDistribution, Gaussian, to_float64
 from theory.estimate import Estimate
-from theory.integrate import MonteCarlo, Term, check_same_dim, choose_method, expectation_sum
-from theory.validation import check_key, check_probability_vector
+from theory.integrate import Term, check_same_dim, choose_method, expectation_sum
+from theory.validation import check_probability_vector
 
 _LOG2 = math.log(2.0)
 
