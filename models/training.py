@@ -61,6 +61,7 @@ from theory.validation import check_count
 
 __all__ = [
     "adversarial_start",
+    "all_finite",
     "PARAM_DTYPE",
     "EMA",
     "AbstractBatchSource",
@@ -459,7 +460,8 @@ def init_train_state(model: PyTree, *, optimiser, ema: EMA | None = None) -> Tra
     )
 
 
-def _all_finite(tree) -> Array:
+def all_finite(tree) -> Array:
+    """Whether every floating-point leaf of `tree` is finite (a bool scalar; traceable)."""
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(_params(tree))]))
 
 
@@ -502,7 +504,7 @@ def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, 
         if after_step is not None:
             model = after_step(model, state.model, batch)
         params = _params(model)
-        finite = jnp.isfinite(loss) & _all_finite(params)
+        finite = jnp.isfinite(loss) & all_finite(params)
         diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
         ema_model = state.ema_model
         if ema is not None:
@@ -607,13 +609,8 @@ def train(
     return _train(state, loss_fn, optimiser, batches, key, n_steps, record_every, ema, has_aux, after_step)
 
 
-@eqx.filter_jit
-def _train_replicas(models, keys, *, loss_fn, optimiser, batches, n_steps, record_every, ema):
-    def one(model, key):
-        return train(model, loss_fn, optimiser=optimiser, batches=batches, n_steps=n_steps, key=key,
-                     record_every=record_every, ema=ema)
-
-    return eqx.filter_vmap(one)(models, keys)
+def _train_one(model, key, **settings) -> TrainResult:
+    return train(model, key=key, **settings)
 
 
 def train_replicas(
@@ -654,7 +651,7 @@ def train_replicas(
     """
     if keys is None or not jnp.ndim(keys):
         raise ValueError(f"keys must be an (R,) array of PRNG keys, one per replica, got {keys!r}")
-    return sharding.call_sharded(_train_replicas, models, keys, mesh=mesh, loss_fn=loss_fn, optimiser=optimiser,
+    return sharding.vmap_sharded(_train_one, models, keys, mesh=mesh, loss_fn=loss_fn, optimiser=optimiser,
                                  batches=batches, n_steps=n_steps, record_every=record_every, ema=ema)
 
 

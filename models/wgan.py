@@ -26,7 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGeneratorSpec
-from models.training import adversarial_start, check_adam_settings
+from models.training import adversarial_start, all_finite, check_adam_settings
 
 
 class WGANTraining(eqx.Module):
@@ -83,11 +83,6 @@ def init_state(
     return WGANState(*adversarial_start(key, generator_spec=generator_spec, opponent_spec=critic_spec,
                                         generator_optimiser=training.generator_optimiser(),
                                         opponent_optimiser=training.critic_optimiser(), data_dim=data_dim))
-
-
-def _all_finite(tree) -> Array:
-    leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def train_steps(
@@ -171,8 +166,8 @@ def train_steps(
         finite = (
             jnp.isfinite(critic_loss)
             & jnp.isfinite(generator_loss)
-            & _all_finite(generator)
-            & _all_finite(critic)
+            & all_finite(generator)
+            & all_finite(critic)
         )
         diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
         new_state = WGANState(
@@ -203,23 +198,6 @@ def train_steps(
 
     dynamic, record = jax.lax.fori_loop(0, n_steps, body, (dynamic, record))
     return eqx.combine(dynamic, static), record
-
-
-@eqx.filter_jit
-def _train_replicas_compiled(states, data, keys, n_steps, *, max_steps, generator_spec, critic_spec, training):
-    def one(state, replica_data, key):
-        return train_steps(
-            state,
-            replica_data,
-            key,
-            n_steps=n_steps,
-            max_steps=max_steps,
-            generator_spec=generator_spec,
-            critic_spec=critic_spec,
-            training=training,
-        )
-
-    return eqx.filter_vmap(one)(states, data, keys)
 
 
 def train_replicas(
@@ -258,8 +236,8 @@ def train_replicas(
         max_steps = n_steps
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < n_steps:
         raise ValueError(f"max_steps must be an integer >= n_steps = {n_steps}, got {max_steps!r}")
-    states, losses = sharding.call_sharded(
-        _train_replicas_compiled, states, data, keys, mesh=mesh,
+    states, losses = sharding.vmap_sharded(
+        train_steps, states, data, keys, mesh=mesh,
         n_steps=jnp.asarray(n_steps, jnp.int32), max_steps=max_steps,
         generator_spec=generator_spec, critic_spec=critic_spec, training=training,
     )

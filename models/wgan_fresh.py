@@ -97,15 +97,6 @@ def train_steps_on_law(
     return eqx.combine(dynamic, static), losses
 
 
-@eqx.filter_jit
-def _train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training, freeze_generator):
-    def one(state, law, key):
-        return train_steps_on_law(state, law, key, n_steps=n_steps, generator_spec=generator_spec,
-                                  critic_spec=critic_spec, training=training, freeze_generator=freeze_generator)
-
-    return eqx.filter_vmap(one)(states, laws, keys)
-
-
 def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training,
                           freeze_generator: bool = False, mesh: jax.sharding.Mesh | None = None):
     """Train R replicas at once: states, laws (array leaves with a leading R axis) and keys (R,).
@@ -121,7 +112,7 @@ def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic
 
     Returns the new states and per-step losses of shape (R, n_steps).
     """
-    return sharding.call_sharded(_train_replicas_on_law, states, laws, keys, mesh=mesh, n_steps=n_steps,
+    return sharding.vmap_sharded(train_steps_on_law, states, laws, keys, mesh=mesh, n_steps=n_steps,
                                  generator_spec=generator_spec, critic_spec=critic_spec, training=training,
                                  freeze_generator=freeze_generator)
 
