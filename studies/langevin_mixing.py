@@ -284,6 +284,7 @@ TRAINING_OVERRIDES = kit.Overrides(
     keys={"lr": "optimiser.learning_rate", "b1": "optimiser.b1", "b2": "optimiser.b2", "steps": "steps",
           "batch-size": "batch_size", "record-every": "record_every", "ema": "ema", "clip-norm": "optimiser.clip_norm"},
     convert={"ema": _parse_ema},
+    spell={"ema": lambda ema: "none" if ema is None else f"{ema.decay:g}"},
 )
 """``--training lr=1e-3,steps=10000,...``: changes of the chosen preset's DSMTraining."""
 

@@ -266,6 +266,7 @@ TRAINING_OVERRIDES = kit.Overrides(
     keys={"learning_rate": "optimiser.learning_rate", "steps": "steps", "batch_size": "batch_size",
           "t_min": "t_min", "ema": "ema", "record_every": "record_every"},
     convert={"ema": _parse_ema},
+    spell={"ema": lambda ema: "none" if ema is None else f"{ema.decay:g}"},
 )
 """``--training steps=30000,learning_rate=5e-4``: changes of the chosen preset's EpsilonTraining."""
 

@@ -224,8 +224,10 @@ class _CellRun:
         diverged_at = np.full(len(self.seeds), -1)
         train_keys = self._keys("train")
 
+        first_chunk_end = config.eval_steps()[1]
+
         def phase(step):
-            return "train (first chunk, with compile)" if step == config.eval_steps()[1] else "train"
+            return "train (first chunk, with compile)" if step == first_chunk_end else "train"
 
         def advance(states, start, stop):
             with self.progress.phase(phase(stop)):

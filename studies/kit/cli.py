@@ -89,16 +89,20 @@ class Overrides:
     value. Each key names a dotted path into the component (``"lr":
     "optimiser.learning_rate"``); the text is parsed by the type of the value it replaces
     (int, float, bool; ``none`` for an optional part), or by ``convert[key]`` when given
-    (e.g. ``ema=0.999`` -> ``EMA(0.999)``). The component is rebuilt with
-    ``dataclasses.replace``, so its own checks run on the new values.
+    (e.g. ``ema=0.999`` -> ``EMA(0.999)``), and written back in ``--help`` by
+    ``spell[key]``. The component is rebuilt with ``dataclasses.replace``, so its own
+    checks run on the new values.
 
     Attributes:
         keys: command-line key -> dotted path in the component.
         convert: key -> ``str -> value`` for parts that are not plain numbers.
+        spell: key -> ``value -> str``, the inverse of ``convert[key]`` (default: the
+            value as written for a plain number).
     """
 
     keys: Mapping[str, str]
     convert: Mapping[str, Callable[[str], Any]] = dataclasses.field(default_factory=dict)
+    spell: Mapping[str, Callable[[Any], str]] = dataclasses.field(default_factory=dict)
 
     def apply(self, base: Any, text: str) -> Any:
         """``base`` with the ``KEY=VALUE`` changes of ``text``."""
@@ -127,7 +131,7 @@ class Overrides:
         parts = []
         for key, path in self.keys.items():
             current = _get_path(value, path.split("."))
-            parts.append(f"{key}={_format(getattr(current, 'decay', current))}")
+            parts.append(f"{key}={self.spell.get(key, _format)(current)}")
         return ",".join(parts)
 
 

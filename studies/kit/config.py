@@ -110,8 +110,12 @@ def field_bounds_text(field: dataclasses.Field, annotation: Any) -> str:
         return ""
     if low is None and high is None:
         return ""
-    left = "(" if meta.get("open_low") else "["
-    return f"{left}{_short(low) if low is not None else '-inf'}, {_short(high) if high is not None else 'inf'}]"
+    return _interval_text(low, high, open_low=meta.get("open_low", False))
+
+
+def _interval_text(low: float | None, high: float | None, *, open_low: bool = False) -> str:
+    """``[low, high]`` (``(low, high]`` when open_low), -inf or inf for a missing side."""
+    return f"{'(' if open_low else '['}{_short(low) if low is not None else '-inf'}, {_short(high) if high is not None else 'inf'}]"
 
 
 def _short(value: float) -> str:
@@ -187,15 +191,12 @@ def _check_components(field: dataclasses.Field, value: Any) -> None:
             continue  # e.g. an optional part (ema=None) that is absent
         number = found[path]
         if (low is not None and number < low) or (high is not None and number > high):
-            raise ValueError(f"{path} must be in [{_short(low) if low is not None else '-inf'}, "
-                             f"{_short(high) if high is not None else 'inf'}], got {number!r}")
+            raise ValueError(f"{path} must be in {_interval_text(low, high)}, got {number!r}")
 
 
 def within_text(field: dataclasses.Field) -> str:
     """The ``within=`` bounds of a field as shown in ``--help``; '' for none."""
-    parts = [f"{path} in [{_short(low) if low is not None else '-inf'}, {_short(high) if high is not None else 'inf'}]"
-             for path, (low, high) in field.metadata.get("within", {}).items()]
-    return "; ".join(parts)
+    return "; ".join(f"{path} in {_interval_text(low, high)}" for path, (low, high) in field.metadata.get("within", {}).items())
 
 
 def _check_value(field: dataclasses.Field, annotation: Any, value: Any) -> None:
