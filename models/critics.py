@@ -36,6 +36,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 PARAM_DTYPE = jnp.float32
 """Dtype of every parameter: training runs in float32 even when float64 is enabled."""
 
+Batch = Float[Array, "batch d"]
+"""A batch of points, as the critic loss and its penalty read them."""
+
 SPECTRAL_NORM_BUILD_ITERATIONS = 20
 """Power iterations run at build time, so a fresh spectral-norm critic starts with an
 estimate of each sigma(W) close to the truth rather than from a random vector."""
@@ -289,10 +292,6 @@ def _check_in_dim(in_dim) -> None:
     _require_int("in_dim", in_dim, 1)
 
 
-def _zero_penalty(critic: GroupSortMLP) -> Float[Array, ""]:
-    return jnp.zeros((), critic.layers[-1].bias.dtype)
-
-
 # --------------------------------------------------------------------------------------
 # Specs.
 
@@ -311,16 +310,10 @@ class AbstractCriticSpec(eqx.Module):
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         """A fresh critic on ``R^in_dim``; vmappable over ``key``."""
 
-    @abc.abstractmethod
-    def penalty(
-        self,
-        critic: GroupSortMLP,
-        real: Float[Array, "batch d"],
-        fake: Float[Array, "batch d"],
-        *,
-        key: PRNGKeyArray,
-    ) -> Float[Array, ""]:
-        """The term added to the critic loss (zero unless a gradient penalty)."""
+    def penalty(self, critic: GroupSortMLP, real: Batch, fake: Batch, *, key: PRNGKeyArray) -> Float[Array, ""]:
+        """The term added to the critic loss: zero, in the critic's dtype, unless the spec
+        regularises by a penalty (``GradientPenaltyMLPSpec``)."""
+        return jnp.zeros((), critic.layers[-1].bias.dtype)
 
     @abc.abstractmethod
     def project(self, critic: GroupSortMLP) -> GroupSortMLP:
@@ -414,9 +407,6 @@ class BjorckGroupSortSpec(AbstractCriticSpec):
             )
         return GroupSortMLP(tuple(layers))
 
-    def penalty(self, critic, real, fake, *, key):
-        return _zero_penalty(critic)
-
     def project(self, critic: GroupSortMLP) -> GroupSortMLP:
         """Orthonormalise the stored weights by ``project_iterations`` steps (if > 0)."""
         if self.project_iterations == 0:
@@ -463,14 +453,7 @@ class GradientPenaltyMLPSpec(AbstractCriticSpec):
         _check_in_dim(in_dim)
         return _build_unconstrained(key, in_dim, self.depth, self.width)
 
-    def penalty(
-        self,
-        critic: GroupSortMLP,
-        real: Float[Array, "batch d"],
-        fake: Float[Array, "batch d"],
-        *,
-        key: PRNGKeyArray,
-    ) -> Float[Array, ""]:
+    def penalty(self, critic: GroupSortMLP, real: Batch, fake: Batch, *, key: PRNGKeyArray) -> Float[Array, ""]:
         """``lambda * mean_i (||grad D(t_i real_i + (1 - t_i) fake_i)|| - 1)^2``.
 
         Args:
@@ -538,9 +521,6 @@ class SpectralNormMLPSpec(AbstractCriticSpec):
             layers.append(layer.power_iterate(SPECTRAL_NORM_BUILD_ITERATIONS))
         return GroupSortMLP(tuple(layers))
 
-    def penalty(self, critic, real, fake, *, key):
-        return _zero_penalty(critic)
-
     def project(self, critic: GroupSortMLP) -> GroupSortMLP:
         """Advance every layer's power iteration by ``power_iterations`` steps."""
         layers = tuple(layer.power_iterate(self.power_iterations) for layer in critic.layers)
@@ -574,9 +554,6 @@ class WeightClippingMLPSpec(AbstractCriticSpec):
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         _check_in_dim(in_dim)
         return self.project(_build_unconstrained(key, in_dim, self.depth, self.width))
-
-    def penalty(self, critic, real, fake, *, key):
-        return _zero_penalty(critic)
 
     def project(self, critic: GroupSortMLP) -> GroupSortMLP:
         """Clip every weight and bias entry to ``[-clip, clip]``."""

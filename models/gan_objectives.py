@@ -25,8 +25,6 @@ eq. (8) and Miyato et al. (2018), eq. (17) for the hinge loss; Nowozin, Cseke & 
 "f-GAN", NeurIPS 2016, eq. (6) and Table 2; Arjovsky, Chintala & Bottou (2017), eq. (3).
 """
 
-from __future__ import annotations
-
 import abc
 import math
 from collections.abc import Callable
@@ -70,12 +68,18 @@ class AbstractGANObjective(eqx.Module):
     Subclasses give the elementwise losses l_real, l_fake (discriminator) and c
     (generator), the affine map (offset, slope) from L_D to the divergence bound, the
     optimal raw output v* for laws with densities, and the exact divergence.
+
+    Attributes:
+        divergence_name: the divergence the optimal discriminator's bound equals, in
+            words (a class constant, or a property where it names a field).
+        bound_offset: the offset a in B = a + s L_D, a class constant.
+        bound_slope: the slope s < 0 in B = a + s L_D (a class constant, or a property
+            where it depends on the objective's fields).
     """
 
-    @property
-    @abc.abstractmethod
-    def divergence_name(self) -> str:
-        """The divergence the optimal discriminator's bound equals, in words."""
+    divergence_name: eqx.AbstractVar[str]
+    bound_offset: eqx.AbstractClassVar[float]
+    bound_slope: eqx.AbstractVar[float]
 
     @abc.abstractmethod
     def real_loss(self, v: Float[Array, "..."]) -> Float[Array, "..."]:
@@ -88,16 +92,6 @@ class AbstractGANObjective(eqx.Module):
     @abc.abstractmethod
     def generator_cost(self, v: Float[Array, "..."]) -> Float[Array, "..."]:
         """c(v): the generator's loss on one generated sample's raw output."""
-
-    @property
-    @abc.abstractmethod
-    def bound_offset(self) -> float:
-        """The offset a in B = a + s L_D."""
-
-    @property
-    @abc.abstractmethod
-    def bound_slope(self) -> float:
-        """The slope s < 0 in B = a + s L_D."""
 
     @abc.abstractmethod
     def optimal_raw_output(self, p, q) -> RawOutput:
@@ -179,20 +173,14 @@ class _AbstractCrossEntropy(AbstractGANObjective):
     """
 
     divergence_name: ClassVar[str] = "JS(P, Q)"
+    bound_offset: ClassVar[float] = _LOG2
+    bound_slope: ClassVar[float] = -0.5
 
     def real_loss(self, v):
         return jax.nn.softplus(-v)
 
     def fake_loss(self, v):
         return jax.nn.softplus(v)
-
-    @property
-    def bound_offset(self):
-        return _LOG2
-
-    @property
-    def bound_slope(self):
-        return -0.5
 
     def optimal_raw_output(self, p, q):
         return theory.optimal_discriminator(p, q).logit
@@ -248,6 +236,7 @@ class LeastSquares(AbstractGANObjective):
     real_label: float = eqx.field(static=True, default=1.0)
     generator_target: float = eqx.field(static=True, default=0.0)
     divergence_name: ClassVar[str] = "chi^2_Pearson(Q || (P + Q) / 2)"
+    bound_offset: ClassVar[float] = 1.0
 
     def __check_init__(self):
         for name in ("fake_label", "real_label", "generator_target"):
@@ -263,10 +252,6 @@ class LeastSquares(AbstractGANObjective):
 
     def generator_cost(self, v):
         return 0.5 * (v - self.generator_target) ** 2
-
-    @property
-    def bound_offset(self):
-        return 1.0
 
     @property
     def bound_slope(self):
@@ -296,6 +281,8 @@ class Hinge(AbstractGANObjective):
     """
 
     divergence_name: ClassVar[str] = "TV(P, Q)"
+    bound_offset: ClassVar[float] = 1.0
+    bound_slope: ClassVar[float] = -0.5
 
     def real_loss(self, v):
         return jax.nn.relu(1.0 - v)
@@ -305,14 +292,6 @@ class Hinge(AbstractGANObjective):
 
     def generator_cost(self, v):
         return -v
-
-    @property
-    def bound_offset(self):
-        return 1.0
-
-    @property
-    def bound_slope(self):
-        return -0.5
 
     def optimal_raw_output(self, p, q):
         check_same_dim(p=p, q=q)
@@ -468,6 +447,8 @@ class FGAN(AbstractGANObjective):
 
     divergence: AbstractFDivergence = eqx.field(static=True)
     non_saturating: bool = eqx.field(static=True, default=False)
+    bound_offset: ClassVar[float] = 0.0
+    bound_slope: ClassVar[float] = -1.0
 
     def __check_init__(self):
         if not isinstance(self.divergence, AbstractFDivergence):
@@ -495,14 +476,6 @@ class FGAN(AbstractGANObjective):
             return -self.activation(v)
         return -self.activation.conjugate_at(v)
 
-    @property
-    def bound_offset(self):
-        return 0.0
-
-    @property
-    def bound_slope(self):
-        return -1.0
-
     def optimal_raw_output(self, p, q):
         check_same_dim(p=p, q=q)
         activation = self.activation
@@ -528,6 +501,8 @@ class WGAN(AbstractGANObjective):
     """
 
     divergence_name: ClassVar[str] = "W_1(P, Q)"
+    bound_offset: ClassVar[float] = 0.0
+    bound_slope: ClassVar[float] = -1.0
     grid_size: ClassVar[int] = 1 << 16
 
     def check_discriminator_spec(self, spec):
@@ -544,14 +519,6 @@ class WGAN(AbstractGANObjective):
 
     def generator_cost(self, v):
         return -v
-
-    @property
-    def bound_offset(self):
-        return 0.0
-
-    @property
-    def bound_slope(self):
-        return -1.0
 
     def optimal_raw_output(self, p, q):
         """The Kantorovich potential of two 1-D Gaussians or mixtures, on a grid.
