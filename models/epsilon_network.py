@@ -51,6 +51,7 @@ from models.mlp import linear_layers
 from models.training import (
     PARAM_DTYPE,
     AbstractBatchSource,
+    AbstractDenoisingBatches,
     AbstractTraining,
     AdamSpec,
     EMA,
@@ -184,7 +185,7 @@ class EpsilonMLPSpec(eqx.Module):
         """
         dim = check_count("dim", dim)
         if not isinstance(sde, AbstractSDE):
-            raise ValueError(f"sde must be an AbstractSDE, got {sde!r}")
+            raise TypeError(f"sde must be an AbstractSDE, got {sde!r}")
         sizes = [dim + self.embedding_dim] + [self.width] * self.depth + [dim]
         layers = linear_layers(key, sizes)
         return EpsilonNetwork(
@@ -233,11 +234,12 @@ def simple_loss(
     return jnp.mean(jnp.sum((noise - predicted) ** 2, axis=-1))
 
 
-class SimpleLossBatches(AbstractBatchSource):
+class SimpleLossBatches(AbstractDenoisingBatches):
     """Batches of the simple loss: clean draws, one time each uniform on [t_min, t_max], and the noise.
 
     B = (x0, t, eps): x0 ~ clean (b, d), t_i ~ U[t_min, t_max], eps ~ N(0, I), all
-    float32. The key is split in three, (data, time, noise), in that order.
+    float32. The key is split in three, (data, time, noise), in that order
+    (``models.training.AbstractDenoisingBatches``, with the time as the level).
 
     Args:
         clean: the clean draws' source (``FreshDraws(sample, b)`` or ``FiniteSample(data, b)``).
@@ -250,18 +252,12 @@ class SimpleLossBatches(AbstractBatchSource):
     t_max: float = eqx.field(static=True)
 
     def __check_init__(self):
-        if not isinstance(self.clean, AbstractBatchSource):
-            raise TypeError(f"clean must be an AbstractBatchSource, got {self.clean!r}")
         check_real("t_max", self.t_max, minimum=0.0, include_minimum=False)
         check_real("t_min", self.t_min, minimum=0.0, maximum=self.t_max, include_maximum=False)
 
-    def draw(self, key: PRNGKeyArray) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, "b d"]]:
-        """(x0, t, noise), shapes (b, d), (b,), (b, d)."""
-        key_data, key_time, key_noise = jax.random.split(key, 3)
-        x0 = self.clean.draw(key_data).astype(PARAM_DTYPE)
-        t = jax.random.uniform(key_time, (x0.shape[0],), PARAM_DTYPE, self.t_min, self.t_max)
-        noise = jax.random.normal(key_noise, x0.shape, PARAM_DTYPE)
-        return x0, t, noise
+    def draw_levels(self, key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
+        """n times, i.i.d. uniform on [t_min, t_max]."""
+        return jax.random.uniform(key, (n,), PARAM_DTYPE, self.t_min, self.t_max)
 
 
 def simple_batch_loss(network: EpsilonNetwork, batch: tuple) -> Float[Array, ""]:
@@ -384,7 +380,7 @@ def train_epsilon_networks(
 
 def _simple_loss_batches(sde: AbstractSDE, sample_data: Callable, training: EpsilonTraining) -> SimpleLossBatches:
     if not isinstance(training, EpsilonTraining):
-        raise ValueError(f"training must be an EpsilonTraining, got {training!r}")
+        raise TypeError(f"training must be an EpsilonTraining, got {training!r}")
     if not training.t_min < sde.t_max:
         raise ValueError(f"training.t_min must be < T={sde.t_max}, got {training.t_min}")
     return SimpleLossBatches(FreshDraws(sample_data, training.batch_size), training.t_min, float(sde.t_max))

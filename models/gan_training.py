@@ -9,13 +9,17 @@ discriminator steps:
     D:  minimise  objective.discriminator_loss(v(x), v(G(z))) + spec.penalty(v, x, G(z))
     G:  minimise  objective.generator_loss(v(G(z)))
 
-`train_gan` runs `n_steps` generator steps as one `lax.scan`; `train_discriminator`
+`train_gan` runs `n_steps` generator steps as one `lax.scan` (`models.training.scan_steps`,
+shared with the single-loss loop); `train_discriminator`
 trains the discriminator alone between two fixed sources (laws, data sets or a frozen
 generator), the experiment in which its divergence estimate approaches the divergence.
 `generator_gradient_norm` measures ||grad_theta L_G|| against a frozen discriminator
 (the vanishing-gradient experiment of Goodfellow et al. 2014, Sec. 3; Arjovsky &
 Bottou 2017, Thm. 2.4). A non-finite loss marks the replica diverged at that step; it
 keeps running (its numbers are then NaN) so that vmapped replicas are unaffected.
+Trained replicas are read with `sample_replicas` (from `models.generator`) and
+`discriminator_values` (`models.training.opponent_values`, shared with the WGAN's
+`critic_values`).
 
 Data sources (`data`, `real`, `fake`): a finite data set, an array (n, d) (batches drawn
 uniformly with replacement, i.e. from the empirical law); a law from `theory` with
@@ -36,7 +40,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
 from models.gan_objectives import AbstractGANObjective
 from models import sharding
-from models.generator import MLPGeneratorSpec
+from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas
 from models.training import (
     AbstractBatchSource,
     AdamSpec,
@@ -45,9 +49,12 @@ from models.training import (
     adversarial_start,
     check_adam_settings,
     init_train_state,
+    opponent_values as discriminator_values,
+    scan_steps,
     train,
 )
 from theory.distributions import AbstractDistribution
+from theory.validation import check_count
 
 # --------------------------------------------------------------------------------------
 # Settings and specs.
@@ -90,17 +97,14 @@ class MLPDiscriminatorSpec(eqx.Module):
     activation: object = eqx.field(static=True, default=jax.nn.leaky_relu)
 
     def __check_init__(self):
-        for name in ("depth", "width"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count("depth", self.depth)
+        check_count("width", self.width)
         if not callable(self.activation):
             raise TypeError(f"activation must be callable, got {self.activation!r}")
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> "Float32MLP":
         """A fresh float32 network on R^in_dim; vmappable over `key`."""
-        if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be an integer >= 1, got {in_dim!r}")
+        check_count("in_dim", in_dim)
         mlp = eqx.nn.MLP(
             in_size=in_dim,
             out_size="scalar",
@@ -266,27 +270,13 @@ class _SourceBatches(AbstractBatchSource):
         return _draw(self.source, key, self.batch_size)[0]
 
 
-def _scan(step_fn, state, key, n_steps):
-    # The networks hold non-array leaves (activation functions): scan over the array
-    # part only and recombine with the static part inside the body.
-    dynamic, static = eqx.partition(state, eqx.is_array)
-
-    def body(dynamic_state, step_key):
-        new_state, record = step_fn(eqx.combine(dynamic_state, static), step_key)
-        return eqx.filter(new_state, eqx.is_array), record
-
-    dynamic, records = jax.lax.scan(body, dynamic, jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), records
-
-
 def _check_common(objective, discriminator_spec, training, n_steps):
     if not isinstance(objective, AbstractGANObjective):
         raise TypeError(f"objective must be a GAN objective such as NonSaturating(), got {objective!r}")
     objective.check_discriminator_spec(discriminator_spec)
     if not isinstance(training, GANTraining):
         raise TypeError(f"training must be a GANTraining(...), got {training!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    check_count("n_steps", n_steps)
 
 
 def _check_conditioning(data, generator_spec, discriminator_spec):
@@ -358,7 +348,7 @@ def train_gan(
         return generator_spec.sample(generator, key, batch)
 
     def discriminator_step(generator, carry, step_key):
-        discriminator, opt_state = eqx.combine(carry[0], d_static), carry[1]
+        discriminator, opt_state = carry
         key_real, key_fake, key_penalty = jax.random.split(step_key, 3)
         real, labels = _draw(data, key_real, batch)
         fake = jax.lax.stop_gradient(fake_batch(generator, key_fake, labels))
@@ -366,19 +356,15 @@ def train_gan(
             discriminator, opt_state, real, labels, fake, key_penalty,
             objective=objective, spec=discriminator_spec, optimiser=d_optimiser,
         )
-        return (eqx.filter(discriminator, eqx.is_array), opt_state), (loss, estimate)
-
-    # As in `_scan`: the inner scan carries the discriminator's array part only.
-    d_static = eqx.partition(state.discriminator, eqx.is_array)[1]
+        return (discriminator, opt_state), (loss, estimate)
 
     def generator_step(state: GANState, step_key):
         key_discriminator, key_labels, key_fake = jax.random.split(step_key, 3)
-        (d_dynamic, d_opt_state), (d_losses, estimates) = jax.lax.scan(
+        (discriminator, d_opt_state), (d_losses, estimates) = scan_steps(
             functools.partial(discriminator_step, state.generator),
-            (eqx.filter(state.discriminator, eqx.is_array), state.discriminator_opt_state),
+            (state.discriminator, state.discriminator_opt_state),
             jax.random.split(key_discriminator, training.discriminator_steps),
         )
-        discriminator = eqx.combine(d_dynamic, d_static)
         _, labels = _draw(data, key_labels, batch)
 
         def loss_fn(generator):
@@ -398,7 +384,7 @@ def train_gan(
         )
         return new_state, GANLosses(discriminator=d_loss, generator=g_loss, divergence_estimate=estimates[-1])
 
-    return _scan(generator_step, state, key, n_steps)
+    return scan_steps(generator_step, state, jax.random.split(key, n_steps))
 
 
 def init_discriminator_state(
@@ -555,14 +541,3 @@ def train_discriminator_replicas(states, real, fake, keys, *, mesh: jax.sharding
     per_replica, shared = _per_replica(real, fake)
     return sharding.vmap_sharded(_train_discriminator_one, states, keys, per_replica, mesh=mesh, shared=shared, **settings)
 
-
-@eqx.filter_jit
-def sample_replicas(generators, keys, *, generator_spec: MLPGeneratorSpec, n: int):
-    """(R, n, d) draws, one batch per replica's (unconditional) generator."""
-    return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)
-
-
-@eqx.filter_jit
-def discriminator_values(discriminators, points):
-    """v_r(x) for each replica's (unconditional) discriminator on its own points (R, m, d) -> (R, m)."""
-    return eqx.filter_vmap(lambda network, x: jax.vmap(network)(x))(discriminators, points)

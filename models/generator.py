@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from theory.validation import check_count
+
 
 class AbstractLatent(eqx.Module):
     """A latent law nu on R^k that can be sampled."""
@@ -64,16 +66,13 @@ class MLPGeneratorSpec(eqx.Module):
 
     def __check_init__(self):
         for name in ("depth", "width", "latent_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_count(name, getattr(self, name))
         if not isinstance(self.latent, AbstractLatent):
-            raise ValueError(f"latent must be a latent law such as UniformLatent(), got {self.latent!r}")
+            raise TypeError(f"latent must be a latent law such as UniformLatent(), got {self.latent!r}")
 
     def build(self, key: PRNGKeyArray, out_dim: int) -> eqx.nn.MLP:
         """A float32 network z (k,) -> x (out_dim,)."""
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
-            raise ValueError(f"out_dim must be an integer >= 1, got {out_dim!r}")
+        check_count("out_dim", out_dim)
         # eqx.nn.MLP's `depth` counts hidden layers; it builds depth + 1 Linear modules,
         # each a distinct module with its own weights.
         return eqx.nn.MLP(
@@ -90,3 +89,20 @@ class MLPGeneratorSpec(eqx.Module):
         """n draws of G(z), z ~ latent."""
         z = self.latent.sample(key, (n, self.latent_dim), jnp.float32)
         return jax.vmap(network)(z)
+
+
+@eqx.filter_jit
+def sample_replicas(generators, keys: PRNGKeyArray, *, generator_spec: MLPGeneratorSpec, n: int) -> Float[Array, "R n d"]:
+    """n draws of G_r(z) from each of R stacked generators, replica r with its own key.
+
+    Args:
+        generators: R networks of `generator_spec` stacked along a leading axis (the
+            generator field of a vmapped GAN or WGAN state).
+        keys: (R,) PRNG keys, one per replica.
+        generator_spec: an unconditional spec (``MLPGeneratorSpec``).
+        n: draws per replica.
+
+    Returns:
+        The draws, shape (R, n, d).
+    """
+    return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)

@@ -39,6 +39,7 @@ from models.mlp import linear_layers
 from models.training import (
     PARAM_DTYPE,
     AbstractBatchSource,
+    AbstractDenoisingBatches,
     AbstractTraining,
     AdamSpec,
     EMA,
@@ -189,11 +190,12 @@ def dsm_loss(model, clean, sigma, noise) -> Float[Array, ""]:
     return jnp.mean(dsm_loss_per_sample(model, clean, sigma, noise))
 
 
-class DSMBatches(AbstractBatchSource):
+class DSMBatches(AbstractDenoisingBatches):
     """Denoising batches: clean draws, one level per example drawn uniformly, and the noise.
 
     B = (x, sigma, z): x ~ clean (b, d), sigma_i uniform on the L levels, z ~ N(0, I),
-    all float32. The key is split in three, (clean, level, noise), in that order.
+    all float32. The key is split in three, (clean, level, noise), in that order
+    (``models.training.AbstractDenoisingBatches``).
 
     Args:
         clean: the clean draws' source (``FreshDraws(sample, b)`` or ``FiniteSample(data, b)``).
@@ -204,21 +206,15 @@ class DSMBatches(AbstractBatchSource):
     sigmas: Float[Array, " L"]
 
     def __init__(self, clean: AbstractBatchSource, sigmas):
-        if not isinstance(clean, AbstractBatchSource):
-            raise TypeError(f"clean must be an AbstractBatchSource, got {clean!r}")
         levels = np.asarray(sigmas, np.float64)
         if levels.ndim != 1 or levels.size < 1 or not np.all(np.isfinite(levels)) or np.any(levels <= 0):
             raise ValueError(f"sigmas must be a nonempty 1-D array of finite levels > 0, got {levels}")
         self.clean = clean
         self.sigmas = jnp.asarray(levels, PARAM_DTYPE)
 
-    def draw(self, key: PRNGKeyArray) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, "b d"]]:
-        """(clean, sigma, noise), shapes (b, d), (b,), (b, d)."""
-        key_clean, key_level, key_noise = jax.random.split(key, 3)
-        clean = self.clean.draw(key_clean).astype(PARAM_DTYPE)
-        sigma = self.sigmas[jax.random.randint(key_level, (clean.shape[0],), 0, self.sigmas.shape[0])]
-        noise = jax.random.normal(key_noise, clean.shape, PARAM_DTYPE)
-        return clean, sigma, noise
+    def draw_levels(self, key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
+        """n levels, each uniform on the L levels."""
+        return self.sigmas[jax.random.randint(key, (n,), 0, self.sigmas.shape[0])]
 
 
 def dsm_batch_loss(model, batch: tuple) -> Float[Array, ""]:
@@ -316,5 +312,5 @@ def train_dsm_replicas(
 
 def _dsm_batches(sample_clean, sigmas, training) -> DSMBatches:
     if not isinstance(training, DSMTraining):
-        raise ValueError(f"training must be a DSMTraining, got {training!r}")
+        raise TypeError(f"training must be a DSMTraining, got {training!r}")
     return DSMBatches(FreshDraws(sample_clean, training.batch_size), sigmas)

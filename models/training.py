@@ -31,8 +31,9 @@ epsilon, VAE, VQ-VAE and oracle networks and the GAN discriminator alone train h
 and validates the fields every training shares.
 
 Training that is not one loss (a GAN's alternating critic and generator steps) keeps its
-own step function and shares ``run_in_chunks``, which advances any state between
-evaluation steps and gathers what each chunk records.
+own step function and shares ``scan_steps``, which scans any step over the array part of
+its state, and ``run_in_chunks``, which advances any state between evaluation steps and
+gathers what each chunk records.
 
 References:
     Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015, Algorithm 1.
@@ -65,6 +66,7 @@ __all__ = [
     "PARAM_DTYPE",
     "EMA",
     "AbstractBatchSource",
+    "AbstractDenoisingBatches",
     "AbstractOptimiserSpec",
     "AbstractTraining",
     "AdamSpec",
@@ -76,7 +78,9 @@ __all__ = [
     "check_adam_settings",
     "check_real",
     "init_train_state",
+    "opponent_values",
     "run_in_chunks",
+    "scan_steps",
     "train",
     "train_replicas",
 ]
@@ -121,27 +125,27 @@ def check_real(
 def check_adam_settings(settings, *, rates: Sequence[str], decays: Sequence[str], counts: Sequence[str] = ()) -> None:
     """Validate the Adam fields of a settings object (the GAN, WGAN and oracle trainings).
 
+    The same checks, and so the same messages, as every other setting: ``check_real``
+    for the rates and decays (those of ``AdamSpec``), ``theory.validation.check_count``
+    for the counts.
+
     Args:
         settings: the object whose attributes are checked.
         rates: names of learning rates, each a finite number > 0.
-        decays: names of moment decays (b1, b2), each in [0, 1).
+        decays: names of moment decays (b1, b2), each a finite number in [0, 1).
         counts: names of step counts and batch sizes, each an integer >= 1.
 
     Raises:
-        ValueError: naming the field, the constraint and the value.
+        ValueError: naming the field, the constraint and the value (a rate or decay
+            that is not a finite number in range, a count below 1).
+        TypeError: a count that is not an integer (a float, a bool).
     """
     for name in rates:
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < math.inf):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_real(name, getattr(settings, name), minimum=0.0, include_minimum=False)
     for name in decays:
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < 1):
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_real(name, getattr(settings, name), minimum=0.0, maximum=1.0, include_maximum=False)
     for name in counts:
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(name, getattr(settings, name))
 
 
 # --------------------------------------------------------------------------------------
@@ -329,6 +333,38 @@ class IndependentDraws(AbstractBatchSource):
         return batches + (keys[-1],) if self.loss_key else batches
 
 
+class AbstractDenoisingBatches(AbstractBatchSource):
+    """Batches of a denoising loss: clean draws, one noise level per example, and the noise.
+
+    B = (x, l, z): x = clean.draw(k_clean) (b, d), l = draw_levels(k_level, b) (b,),
+    z ~ N(0, I) (b, d), all float32, with (k_clean, k_level, k_noise) = split(key, 3)
+    in that order. The level is a noise scale sigma (denoising score matching,
+    ``models.score_network.DSMBatches``) or a diffusion time t (Ho et al.'s simple loss,
+    ``models.epsilon_network.SimpleLossBatches``); a subclass says how it is drawn.
+
+    Attributes:
+        clean: the clean draws' source (``FreshDraws(sample, b)`` or ``FiniteSample(data, b)``).
+    """
+
+    clean: eqx.AbstractVar[AbstractBatchSource]
+
+    def __check_init__(self):
+        if not isinstance(self.clean, AbstractBatchSource):
+            raise TypeError(f"clean must be an AbstractBatchSource, got {self.clean!r}")
+
+    @abc.abstractmethod
+    def draw_levels(self, key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
+        """n noise levels, float32, one per example."""
+
+    def draw(self, key: PRNGKeyArray) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, "b d"]]:
+        """(clean, level, noise), shapes (b, d), (b,), (b, d)."""
+        key_clean, key_level, key_noise = jax.random.split(key, 3)
+        clean = self.clean.draw(key_clean).astype(PARAM_DTYPE)
+        level = self.draw_levels(key_level, clean.shape[0])
+        noise = jax.random.normal(key_noise, clean.shape, PARAM_DTYPE)
+        return clean, level, noise
+
+
 # --------------------------------------------------------------------------------------
 # Settings shared by the models' training objects.
 
@@ -465,6 +501,36 @@ def all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(_params(tree))]))
 
 
+def scan_steps(step: Callable[[Any, Any], tuple[Any, Any]], state: Any, xs: Any) -> tuple[Any, Any]:
+    """``step`` applied along the leading axis of `xs` as one ``jax.lax.scan``, carrying the state's arrays only.
+
+    (state_{k+1}, r_k) = step(state_k, xs[k]) for k = 0 .. len(xs) - 1. A model's
+    non-array leaves (activation functions, static settings) cannot be scan carries, so
+    the array part is carried and recombined with the rest inside the body; the rest
+    must be the same after every step (it is, for an optimiser step). The single-loss
+    ``train``, a GAN's generator and discriminator steps and the fresh-draw WGAN scan
+    their own steps through it (``models.wgan.train_steps`` loops with ``fori_loop``
+    instead, for its traced step count).
+
+    Args:
+        step: (state, x) -> (new state, record), traceable.
+        state: any pytree (an Equinox model, a training state, a tuple of them).
+        xs: what each step reads (step keys ``jax.random.split(key, n)``), a pytree of
+            arrays sharing the leading axis n.
+
+    Returns:
+        The final state and the records stacked along a new leading axis n.
+    """
+    dynamic, static = eqx.partition(state, eqx.is_array)
+
+    def body(carry, x):
+        new_state, record = step(eqx.combine(carry, static), x)
+        return eqx.filter(new_state, eqx.is_array), record
+
+    dynamic, records = jax.lax.scan(body, dynamic, xs)
+    return eqx.combine(dynamic, static), records
+
+
 def adversarial_start(key: PRNGKeyArray, *, generator_spec, opponent_spec, generator_optimiser: optax.GradientTransformation,
                       opponent_optimiser: optax.GradientTransformation, data_dim: int) -> tuple:
     """Step 0 of a two-player training (a GAN's generator and discriminator, a WGAN's critic).
@@ -485,15 +551,21 @@ def adversarial_start(key: PRNGKeyArray, *, generator_spec, opponent_spec, gener
 
 
 @eqx.filter_jit
+def opponent_values(opponents, points: Float[Array, "R m d"]) -> Float[Array, "R m"]:
+    """v_r(x) for each of R stacked critics or discriminators on its own m points (R, m, d) -> (R, m).
+
+    Exported as ``models.wgan.critic_values`` and ``models.gan_training.discriminator_values``
+    (unconditional networks of one input).
+    """
+    return eqx.filter_vmap(lambda network, x: jax.vmap(network)(x))(opponents, points)
+
+
+@eqx.filter_jit
 def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, key, n_steps: int, record_every: int, ema,
            has_aux: bool, after_step):
     transform = _build(optimiser)
-    # Non-array leaves (activation functions, static settings) cannot be scan carries:
-    # scan over the array part and recombine with the rest inside the body.
-    dynamic, static = eqx.partition(state, eqx.is_array)
 
-    def step(carry, step_key):
-        state = eqx.combine(carry, static)
+    def step(state, step_key):
         params, frozen = eqx.partition(state.model, eqx.is_inexact_array)
         batch = batches.draw(step_key)
         (loss, aux), grads = jax.value_and_grad(
@@ -516,17 +588,17 @@ def _train(state: TrainState, loss_fn, optimiser, batches: AbstractBatchSource, 
             step=state.step + 1,
             diverged_at=diverged_at.astype(jnp.int32),
         )
-        return eqx.filter(new_state, eqx.is_array), (loss, aux)
+        return new_state, (loss, aux)
 
-    def record(carry, record_keys):
-        carry, (losses, aux) = jax.lax.scan(step, carry, record_keys)
-        return carry, (jnp.mean(losses), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux), eqx.combine(carry, static).step)
+    def record(state, record_keys):
+        state, (losses, aux) = scan_steps(step, state, record_keys)
+        return state, (jnp.mean(losses), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux), state.step)
 
     n_records = n_steps // record_every
     keys = jax.random.split(key, n_steps)
     keys = keys.reshape((n_records, record_every) + keys.shape[1:])
-    dynamic, (losses, aux, steps) = jax.lax.scan(record, dynamic, keys)
-    return TrainResult(state=eqx.combine(dynamic, static), losses=losses, steps=steps, aux=aux if has_aux else None)
+    state, (losses, aux, steps) = scan_steps(record, state, keys)
+    return TrainResult(state=state, losses=losses, steps=steps, aux=aux if has_aux else None)
 
 
 def _with_aux(output, has_aux: bool):

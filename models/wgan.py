@@ -10,7 +10,9 @@ is applied (weight clipping, spectral-norm power iteration; identity otherwise).
 of it trains many replicas (seeds, targets) as one compiled program, the same code on
 CPU or GPU, optionally split over devices (`models.sharding`). A non-finite loss or
 parameter marks the replica diverged at that step; the replica keeps running (its
-numbers are then NaN) so that the others are unaffected.
+numbers are then NaN) so that the others are unaffected. Trained replicas are read with
+`sample_replicas` (from `models.generator`) and `critic_values` (`models.training.
+opponent_values`, shared with the GAN's `discriminator_values`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from models import sharding
 from models.critics import AbstractCriticSpec
-from models.generator import MLPGeneratorSpec
+from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas
 from models.training import adversarial_start, all_finite, check_adam_settings
+from models.training import opponent_values as critic_values
+from theory.validation import check_count
 
 
 class WGANTraining(eqx.Module):
@@ -230,11 +234,11 @@ def train_replicas(
     Returns:
         The new states and per-step losses of shape (R, n_steps).
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    check_count("n_steps", n_steps)
     if max_steps is None:
         max_steps = n_steps
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < n_steps:
+    check_count("max_steps", max_steps)
+    if max_steps < n_steps:
         raise ValueError(f"max_steps must be an integer >= n_steps = {n_steps}, got {max_steps!r}")
     states, losses = sharding.vmap_sharded(
         train_steps, states, data, keys, mesh=mesh,
@@ -261,15 +265,3 @@ def init_replicas(
     """
     return sharding.vmap_sharded(init_state, keys, mesh=mesh, generator_spec=generator_spec, critic_spec=critic_spec,
                                  training=training, data_dim=data_dim)
-
-
-@eqx.filter_jit
-def sample_replicas(generators, keys, *, generator_spec: MLPGeneratorSpec, n: int):
-    """(R, n, d) draws, one batch per replica's generator."""
-    return eqx.filter_vmap(lambda g, k: generator_spec.sample(g, k, n))(generators, keys)
-
-
-@eqx.filter_jit
-def critic_values(critics, points):
-    """D_r(x) for each replica's critic on its own points (R, m, d) -> (R, m)."""
-    return eqx.filter_vmap(lambda c, x: jax.vmap(c)(x))(critics, points)

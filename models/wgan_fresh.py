@@ -32,7 +32,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from models import sharding
 from models.critics import AbstractCriticSpec
 from models.generator import MLPGeneratorSpec
+from models.training import scan_steps
 from models.wgan import StepLosses, WGANState, WGANTraining, train_steps
+from theory.validation import check_count
 
 __all__ = ["POOL_FACTOR", "EmpiricalLaw", "stack_law", "train_replicas_on_law", "train_steps_on_law"]
 
@@ -80,10 +82,8 @@ def train_steps_on_law(
         The new state and the per-step losses, shape (n_steps,).
     """
     pool_size = POOL_FACTOR * training.critic_steps * training.batch_size
-    dynamic, static = eqx.partition(state, eqx.is_array)
 
-    def body(dynamic_state, step_key):
-        current = eqx.combine(dynamic_state, static)
+    def step(current, step_key):
         key_pool, key_step = jax.random.split(step_key)
         pool = jnp.asarray(law.sample(key_pool, pool_size), jnp.float32)
         new, losses = train_steps(current, pool, key_step, n_steps=1, generator_spec=generator_spec,
@@ -91,10 +91,9 @@ def train_steps_on_law(
         if freeze_generator:
             new = eqx.tree_at(lambda s: (s.generator, s.generator_opt_state), new,
                               (current.generator, current.generator_opt_state))
-        return eqx.filter(new, eqx.is_array), jax.tree.map(lambda leaf: leaf[0], losses)
+        return new, jax.tree.map(lambda leaf: leaf[0], losses)
 
-    dynamic, losses = jax.lax.scan(body, dynamic, jax.random.split(key, n_steps))
-    return eqx.combine(dynamic, static), losses
+    return scan_steps(step, state, jax.random.split(key, n_steps))
 
 
 def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic_spec, training,
@@ -119,8 +118,7 @@ def train_replicas_on_law(states, laws, keys, *, n_steps, generator_spec, critic
 
 def stack_law(law, replicas: int):
     """The same law for R replicas: every array leaf broadcast to a leading axis of size R, float32."""
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+    check_count("replicas", replicas)
     return jax.tree.map(
         lambda leaf: jnp.broadcast_to(jnp.asarray(leaf, jnp.float32), (replicas,) + jnp.shape(leaf))
         if eqx.is_array(leaf) else leaf,

@@ -94,6 +94,7 @@ from models.gan_training import (
 )
 from models.generator import GaussianLatent, MLPGeneratorSpec
 from models.sharding import mesh_for
+from models.training import run_in_chunks
 from studies import kit
 from studies.kit import config_field
 
@@ -706,19 +707,23 @@ class _GridRun:
                                mesh=self.mesh)
         train_keys = _stack(self.keys, "train", self.seeds, **init_coords)
         diverged_at = np.full(len(self.seeds), -1)
-        done = 0
-        for step in config.eval_steps(self.n_steps):
-            if step > done:
-                with self.progress.phase("train"):
-                    states, _ = advance(lambda st, k, n: train_replicas(
-                        st, data, k, n_steps=n, objective=self.objective, generator_spec=self.generator_spec,
-                        discriminator_spec=self.discriminator_spec, training=self.training, mesh=self.mesh),
-                        states, train_keys, done, step)
-                    reported = np.asarray(jax.block_until_ready(states.diverged_at))
-                done = step
+
+        def train_chunk(states, start, stop):
+            with self.progress.phase("train"):
+                states, _ = advance(lambda st, k, n: train_replicas(
+                    st, data, k, n_steps=n, objective=self.objective, generator_spec=self.generator_spec,
+                    discriminator_spec=self.discriminator_spec, training=self.training, mesh=self.mesh),
+                    states, train_keys, start, stop)
+                return states, np.asarray(jax.block_until_ready(states.diverged_at))
+
+        def on_boundary(states, step, reported):
+            nonlocal diverged_at
+            if reported is not None:
                 diverged_at = np.where((diverged_at < 0) & (reported >= 0), reported, diverged_at)
             with self.progress.phase("evaluate"):
                 diverged_at = self._evaluate(states, step, diverged_at)
+
+        run_in_chunks(train_chunk, states, config.eval_steps(self.n_steps), on_boundary=on_boundary)
         for r, seed in enumerate(self.seeds):
             self._row(seed, self.n_steps, "diverged_at_step", diverged_at[r])
         return self.rows

@@ -36,16 +36,17 @@ def test_samples_have_the_data_shape_and_uniform_latents_stay_in_range(key):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        ({"depth": 0}, "depth must be an integer >= 1, got 0"),
-        ({"depth": 2, "width": -3}, "width must be an integer >= 1, got -3"),
-        ({"depth": 2, "latent_dim": 0}, "latent_dim must be an integer >= 1, got 0"),
-        ({"depth": 2, "latent": "uniform"}, "latent must be a latent law"),
+        ({"depth": 0}, ValueError, "depth must be an integer >= 1, got 0"),
+        ({"depth": 2, "width": -3}, ValueError, "width must be an integer >= 1, got -3"),
+        ({"depth": 2, "latent_dim": 0}, ValueError, "latent_dim must be an integer >= 1, got 0"),
+        ({"depth": True}, TypeError, "depth must be an integer >= 1, got True"),
+        ({"depth": 2, "latent": "uniform"}, TypeError, "latent must be a latent law"),
     ],
 )
-def test_bad_input_names_the_argument(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_input_names_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
         MLPGeneratorSpec(**kwargs)
 
 

@@ -178,7 +178,7 @@ def test_training_rejects_bad_arguments(key):
     sample = eqx.Partial(ConvolvedTarget().sample_base, target)
     with pytest.raises(ValueError, match="sigmas must be a nonempty 1-D array of finite levels > 0"):
         train_dsm(model, sample, [1.0, -1.0], key=key, training=DSMTraining(steps=10, record_every=5))
-    with pytest.raises(ValueError, match="training must be a DSMTraining"):
+    with pytest.raises(TypeError, match="training must be a DSMTraining"):
         train_dsm(model, sample, [1.0], key=key, training={"steps": 10})
 
 

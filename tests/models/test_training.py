@@ -28,6 +28,7 @@ from models.training import (
     check_real,
     init_train_state,
     run_in_chunks,
+    scan_steps,
     train,
 )
 
@@ -302,6 +303,32 @@ def test_after_step_projects_every_iterate_and_aux_is_recorded_per_step(key):
                  key=key, record_every=1).aux is None
 
 
+class Scaled(eqx.Module):
+    """A state with a non-array leaf (a function), which a plain lax.scan could not carry."""
+
+    theta: jax.Array
+    activation: object = eqx.field(static=False, default=jnp.tanh)
+
+
+def test_scan_steps_carries_the_arrays_and_equals_a_python_loop():
+    # state_{k+1} = activation(state_k) + x_k: the same float32 operations in the same
+    # order inside and outside the scan, so the results are equal, not just close.
+    def step(state, x):
+        new = eqx.tree_at(lambda s: s.theta, state, state.activation(state.theta) + x)
+        return new, jnp.sum(new.theta)
+
+    xs = jnp.arange(12, dtype=jnp.float32).reshape(4, 3) / 8
+    start = Scaled(jnp.array([0.5, -1.0, 2.0], jnp.float32))
+    end, records = scan_steps(step, start, xs)
+    state, expected = start, []
+    for x in xs:
+        state, record = step(state, x)
+        expected.append(record)
+    assert end.activation is jnp.tanh
+    np.testing.assert_array_equal(end.theta, state.theta)
+    np.testing.assert_array_equal(records, jnp.stack(expected))
+
+
 def test_run_in_chunks_visits_every_boundary_and_equals_one_run(key):
     settings = dict(optimiser=optax.sgd(LEARNING_RATE), batches=CENTRE, record_every=4)
 
@@ -357,8 +384,11 @@ def test_run_in_chunks_runs_the_host_rest_while_the_next_chunk_trains():
         (lambda: check_adam_settings(SimpleNamespace(lr=0.0), rates=("lr",), decays=()), ValueError,
          "lr must be a finite number > 0, got 0.0"),
         (lambda: check_adam_settings(SimpleNamespace(b1=1.0), rates=(), decays=("b1",)), ValueError,
-         r"b1 must be in \[0, 1\), got 1.0"),
-        (lambda: check_adam_settings(SimpleNamespace(steps=True), rates=(), decays=(), counts=("steps",)), ValueError,
+         r"b1 must be a finite number in \[0, 1\), got 1.0"),
+        (lambda: check_adam_settings(SimpleNamespace(steps=0), rates=(), decays=(), counts=("steps",)), ValueError,
+         "steps must be an integer >= 1, got 0"),
+        # A bool is not a count: a TypeError, as from theory.validation.check_count everywhere.
+        (lambda: check_adam_settings(SimpleNamespace(steps=True), rates=(), decays=(), counts=("steps",)), TypeError,
          "steps must be an integer >= 1, got True"),
     ],
 )
