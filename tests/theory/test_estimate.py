@@ -102,8 +102,8 @@ def test_sum_of_independent_adds_errors_in_quadrature():
     "build, shown",
     [
         (lambda: Quadrature(panels=0), r"panels must be an integer >= 1, got 0"),
-        (lambda: Quadrature(tail=0.0), r"tail must be > 0, got 0\.0"),
-        (lambda: Quadrature(tail=np.nan), r"tail must be > 0, got nan"),
+        (lambda: Quadrature(tail=0.0), r"tail must be a finite number > 0, got 0\.0"),
+        (lambda: Quadrature(tail=np.nan), r"tail must be a finite number > 0, got nan"),
         (lambda: MonteCarlo(n=1), r"n must be an integer >= 2, got 1"),
     ],
 )
