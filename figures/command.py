@@ -80,7 +80,7 @@ def figure_draw(*, study: str, drawable: Callable[[pd.DataFrame], bool], missing
 
     draw.__doc__ = (f"Draw every figure of a saved {study} run into RUN_DIR/figures and return their paths.\n\n"
                     f"Figures, in this order: {', '.join(figure.__name__ for figure in figures)}.\n\n"
-                    f"Raises:\n    NothingToDrawError: if no {missing} is saved yet.\n"
+                    f"Raises:\n    NothingToDrawError: if the run holds no {missing} yet.\n"
                     f"    FileNotFoundError, DamagedFileError, WrongStudyError: from kit.load_run.\n")
     return draw
 

@@ -87,7 +87,7 @@ def test_figure_draw_refuses_before_drawing_and_says_so_in_its_docstring(tmp_pat
             _saved(tmp_path / "s", ("w1",)))
     assert calls == []
     assert "toy run" in draw.__doc__ and "curves" in draw.__doc__
-    assert "NothingToDrawError: if no trained cell is saved yet" in draw.__doc__
+    assert "NothingToDrawError: if the run holds no trained cell yet" in draw.__doc__
 
 
 def test_figure_command_is_figure_main_of_the_draw(tmp_path, capsys):
