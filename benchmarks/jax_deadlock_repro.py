@@ -5,9 +5,9 @@
 Runs the 2-D Jensen-Shannon quadrature `theory.js(gaussian_grid(4), gaussian_grid(9))`
 (about 30 s on a 2-core CPU with jax 0.9.2) in `--runs` fresh interpreters, each under
 a wall-clock timeout, and reports for each whether it finished or hung (a result that
-never becomes ready: the process sits idle until killed). Retest of 2026 on this
-project's 2-core CPU with jax 0.10.2 (the newest the package index served): run 1
-finished in 28 s, run 2 hung until the 300 s timeout, run 3 finished in 36 s.
+never becomes ready: the process sits idle until killed). Retests on this project's
+2-core CPU with jax 0.10.2 (the newest the package index served): first 1 of 3 runs
+hung; on 2026-12-01, `--runs 5` gave 4 hung (killed at 300 s) and one finished in 36 s.
 Exits 1 if any run hung.
 """
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import over_seeds
 from figures.style import save_figure
 from studies import kit
@@ -77,7 +77,8 @@ def _select(frame: pd.DataFrame, coords: dict) -> pd.DataFrame:
     return frame[mask]
 
 
-def gap_bars(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
+def gap_bars(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    table, config = run.table, run.config
     vae = _vae_rows(table)
     base = _base(config)
     configs = _configs(vae, base)
@@ -111,13 +112,13 @@ def gap_bars(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[p
     if np.isfinite(floor.value):
         axes[2].axvline(floor.value, color="black", linestyle="--", linewidth=1, label=f"floor {floor.value:.3f}")
         axes[2].legend(fontsize=8)
-    fig.suptitle("Inference suboptimality (Cremer et al. 2018) read against the model's own fit")
-    return save_figure(fig, out_dir / "gaps")
+    return save_figure(fig, out_dir / "gaps",
+                       title="Inference suboptimality (Cremer et al. 2018) read against the model's own fit")
 
 
-def iwae_curves(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    vae = _vae_rows(table)
-    base = _base(config)
+def iwae_curves(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    vae = _vae_rows(run.table)
+    base = _base(run.config)
     configs = [c for c in _configs(vae, base) if c["decoder_width"] == base["decoder_width"]
                and c["family"] == "factorised" and c["beta"] == 1.0 and c["latent_dim"] == base["latent_dim"]]
     fig, axes = plt.subplots(2, len(configs), figsize=(3.2 * len(configs), 6.2), squeeze=False, layout="constrained")
@@ -141,11 +142,12 @@ def iwae_curves(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> lis
     axes[0][0].set_ylabel("nats (mean over the IWAE points)")
     axes[1][0].set_ylabel("log p - L_K (paired, per seed)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("IWAE bounds approach log p as K grows (Burda et al. 2016); mean ± s.e. over seeds")
-    return save_figure(fig, out_dir / "iwae")
+    return save_figure(fig, out_dir / "iwae",
+                       title="IWAE bounds approach log p as K grows (Burda et al. 2016); mean ± s.e. over seeds")
 
 
-def collapse(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
+def collapse(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    table, config = run.table, run.config
     if "noise_variance" not in table.columns:
         return []
     sub = table[table["noise_variance"].notna()]
@@ -184,16 +186,17 @@ def collapse(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[p
         ax.set_xlabel("codebook size C")
         ax.set_title("VQ-VAE codebook collapse", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle("Posterior collapse (directions with lambda_j <= sigma^2; Lucas et al. 2019) beside codebook collapse")
-    return save_figure(fig, out_dir / "collapse")
+    return save_figure(fig, out_dir / "collapse",
+                       title="Posterior collapse (directions with lambda_j <= sigma^2; Lucas et al. 2019) beside "
+                             "codebook collapse")
 
 
-def samples_and_posteriors(table: pd.DataFrame, config: dict, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
-    vae = _vae_rows(table)
+def samples_and_posteriors(run: kit.Run, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
+    vae = _vae_rows(run.table)
     samples = vae[vae["metric"] == "sample"]
     if samples.empty:
         return []
-    base = _base(config)
+    base = _base(run.config)
     configs = _configs(vae, base)[:max_cells]
     posterior = vae[vae["metric"] == "posterior_density"]
     fig, axes = plt.subplots(2, len(configs), figsize=(3.0 * len(configs), 6.0), squeeze=False, layout="constrained")
@@ -222,25 +225,13 @@ def samples_and_posteriors(table: pd.DataFrame, config: dict, out_dir: pathlib.P
         ax.set_title("p(z|x) solid, q* dashed, q_phi dotted", fontsize=8)
     axes[0][0].legend(fontsize=6, markerscale=3)
     axes[1][0].legend(fontsize=6)
-    fig.suptitle("Decoded samples (seed 0) and posteriors of three held-out points")
-    return save_figure(fig, out_dir / "samples_posteriors")
+    return save_figure(fig, out_dir / "samples_posteriors",
+                       title="Decoded samples (seed 0) and posteriors of three held-out points")
 
 
-def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
-
-    Raises:
-        NothingToDrawError: if no VAE cell is saved yet.
-    """
-    run, out_dir = run_to_draw(run_dir, study="elbo_gap", drawable=_has_vae_cell, missing="VAE cell")
-    table, config = run.table, run.config
-    return [*gap_bars(table, config, out_dir), *iwae_curves(table, config, out_dir), *collapse(table, config, out_dir),
-            *samples_and_posteriors(table, config, out_dir)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.elbo_gap", description=__doc__, argv=argv)
-
+draw = figure_draw(study="elbo_gap", drawable=_has_vae_cell, missing="VAE cell",
+                   figures=(gap_bars, iwae_curves, collapse, samples_and_posteriors))
+main = figure_command(draw, prog="python -m figures.elbo_gap", description=__doc__)
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import identity_line
 from figures.style import save_figure
+from studies import kit
 
 INFINITY = -1  # the saved n of the fresh-draw trainings (studies.error_decomposition.INFINITY)
 
@@ -34,8 +35,8 @@ def _ci(rows: pd.DataFrame) -> np.ndarray:
     return np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]])
 
 
-def stacked_bars(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    terms = _terms(table)
+def stacked_bars(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    terms = _terms(run.table)
     ks = sorted(terms["K"].unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(max(4.8, 1.6 * terms[["p", "q"]].drop_duplicates().shape[0] + 2) * len(ks), 4.0),
                              squeeze=False, layout="constrained")
@@ -64,14 +65,15 @@ def stacked_bars(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pat
         ax.axhline(floor, color="red", linestyle="--", linewidth=1, label="sampling floor")
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(pairs)), labels, fontsize=8)
-        ax.set_ylabel("exact W1 terms")
-        ax.set_title(f"K = {int(k)}")
+        ax.set(ylabel="exact W1 terms", title=f"K = {int(k)}")
         ax.legend(fontsize=7)
-    fig.suptitle("total = eps_estim + eps_optim + eps_approx per seed (means over seeds; a negative term is drawn downwards)")
-    return save_figure(fig, out_dir / "stacked_terms")
+    return save_figure(fig, out_dir / "stacked_terms",
+                       title="total = eps_estim + eps_optim + eps_approx per seed (means over seeds; a negative term is "
+                             "drawn downwards)")
 
 
-def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
+def estimation_vs_n(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     terms = _terms(table)
     estim = terms[(terms["metric"].isin(["eps_estim", "eps_estim_oracle"])) & (terms["n"] != INFINITY)]
     rate = table[(table["metric"] == "w1_two_sample") & table["seed"].isna()]
@@ -103,12 +105,11 @@ def estimation_vs_n(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
         # Symmetric log: a difference of trained models can be negative; |y| > 0.01 is
         # logarithmic (the power law), below it linear.
         ax.set_yscale("symlog", linthresh=0.01)
-        ax.set_xlabel("training-set size n")
-        ax.set_ylabel("W1 difference")
-        ax.set_title(f"K={k}, p={p}, q={q}")
+        ax.set(xlabel="training-set size n", ylabel="W1 difference", title=f"K={k}, p={p}, q={q}")
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-    fig.suptitle("Estimation term d(n) - d(inf) against n (95% CI over seeds; symlog axis), next to the rate of the empirical law")
-    return save_figure(fig, out_dir / "estimation_vs_n")
+    return save_figure(fig, out_dir / "estimation_vs_n",
+                       title="Estimation term d(n) - d(inf) against n (95% CI over seeds; symlog axis), next to the rate "
+                             "of the empirical law")
 
 
 def _slope_text(rows: pd.DataFrame) -> str:
@@ -121,7 +122,8 @@ def _slope_text(rows: pd.DataFrame) -> str:
     return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]{fitted}"
 
 
-def optimisation_vs_q(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
+def optimisation_vs_q(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     terms = _terms(table)
     optim = terms[(terms["metric"] == "eps_optim") & (terms["n"] == INFINITY)]
     gaps = table[(table["metric"] == "metric_gap") & table["seed"].isna()]
@@ -136,16 +138,14 @@ def optimisation_vs_q(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathli
                 ax.errorbar(gap["q"], gap["value"], yerr=_ci(gap), fmt="x:", capsize=3,
                             label=f"W1 - fresh-critic IPM, p={int(p)}")
         ax.axhline(0.0, color="black", linewidth=0.6)
-        ax.set_xlabel("critic depth q")
-        ax.set_ylabel("W1 difference")
-        ax.set_title(f"K = {int(k)}, n = inf")
+        ax.set(xlabel="critic depth q", ylabel="W1 difference", title=f"K = {int(k)}, n = inf")
         ax.legend(fontsize=7)
-    fig.suptitle("eps_optim = d(inf, p, q) - d_oracle(p) and the metric gap, 95% CI over seeds")
-    return save_figure(fig, out_dir / "optimisation_vs_q")
+    return save_figure(fig, out_dir / "optimisation_vs_q",
+                       title="eps_optim = d(inf, p, q) - d_oracle(p) and the metric gap, 95% CI over seeds")
 
 
-def critic_vs_w1(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    fits = table[(table["model"] == "fresh_critic") & table["seed"].notna()]
+def critic_vs_w1(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    fits = run.table[(run.table["model"] == "fresh_critic") & run.table["seed"].notna()]
     if fits.empty:
         return []
     wide = fits.pivot_table(index=["K", "p", "q", "seed"], columns="metric", values="value").reset_index()
@@ -162,22 +162,10 @@ def critic_vs_w1(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pat
     return save_figure(fig, out_dir / "critic_ipm_vs_exact_w1")
 
 
-def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
-
-    Raises:
-        NothingToDrawError: if no decomposition cell is saved yet.
-    """
-    run, out_dir = run_to_draw(run_dir, study="error_decomposition", missing="decomposition cell",
-                               drawable=lambda table: "seed" in table.columns and not _terms(table).empty)
-    table = run.table
-    return [*stacked_bars(table, out_dir), *estimation_vs_n(table, out_dir), *optimisation_vs_q(table, out_dir),
-            *critic_vs_w1(table, out_dir)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.error_decomposition", description=__doc__, argv=argv)
-
+draw = figure_draw(study="error_decomposition", missing="decomposition cell",
+                   drawable=lambda table: "seed" in table.columns and not _terms(table).empty,
+                   figures=(stacked_bars, estimation_vs_n, optimisation_vs_q, critic_vs_w1))
+main = figure_command(draw, prog="python -m figures.error_decomposition", description=__doc__)
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import line_with_band, over_seeds
 from figures.style import save_figure
 from studies import kit
@@ -50,8 +50,8 @@ def _experiment(table: pd.DataFrame, name: str) -> pd.DataFrame:
     return table[table["experiment"] == name] if "experiment" in table else table.iloc[:0]
 
 
-def bounds_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    frame = _experiment(table, "bounds")
+def bounds_figure(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    frame = _experiment(run.table, "bounds")
     if frame.empty:
         return []
     laws = sorted(frame["law"].unique())
@@ -79,12 +79,13 @@ def bounds_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pa
         ax.set_ylabel("B(v) / Div(P, Q)")
         ax.set_title(f"{law} laws: the bound from below")
         ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle("Discriminator trained alone: variational bound over the exact divergence (quadrature); 1 = tight")
-    return save_figure(fig, out_dir / "bounds_tightness")
+    return save_figure(fig, out_dir / "bounds_tightness",
+                       title="Discriminator trained alone: variational bound over the exact divergence (quadrature); "
+                             "1 = tight")
 
 
-def gradient_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    frame = _experiment(table, "gradients")
+def gradient_figure(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    frame = _experiment(run.table, "gradients")
     frame = frame[frame["metric"] == "generator_grad_norm"]
     if frame.empty:
         return []
@@ -102,18 +103,17 @@ def gradient_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
             band = _band(cost, "d_step")
             line_with_band(ax, band["d_step"], 10 ** band["value"], 10 ** band["low"], 10 ** band["high"],
                            color=f"C{i}", label=labels.get(name, name), alpha=0.2)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("discriminator steps (fresh discriminator)")
-        ax.set_title(f"generator frozen after {int(stage)} steps")
+        ax.set(xscale="log", yscale="log", xlabel="discriminator steps (fresh discriminator)",
+               title=f"generator frozen after {int(stage)} steps")
     axes[0][0].set_ylabel("||grad_theta L_G||")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Generator gradient norm against a discriminator trained from scratch (geometric mean ± s.e. over seeds)")
-    return save_figure(fig, out_dir / "gradient_decay")
+    return save_figure(fig, out_dir / "gradient_decay",
+                       title="Generator gradient norm against a discriminator trained from scratch (geometric mean ± "
+                             "s.e. over seeds)")
 
 
-def js_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    frame = _experiment(table, "js")
+def js_figure(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    frame = _experiment(run.table, "js")
     if frame.empty:
         return []
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
@@ -134,15 +134,15 @@ def js_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
     axes[1].set_ylabel("d estimate / d theta (discriminator frozen)")
     axes[1].set_title("the gradient the generator would get")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Parallel lines P_theta = (theta, U[0, 1]) against P_0: mean ± s.e. over seeds")
-    return save_figure(fig, out_dir / "js_saturation")
+    return save_figure(fig, out_dir / "js_saturation",
+                       title="Parallel lines P_theta = (theta, U[0, 1]) against P_0: mean ± s.e. over seeds")
 
 
-def modes_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    frame = _experiment(table, "modes")
+def modes_figure(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    frame = _experiment(run.table, "modes")
     if frame.empty:
         return []
-    floors = table[table["metric"] == "w1_floor"].set_index("K")["value"]
+    floors = run.table[run.table["metric"] == "w1_floor"].set_index("K")["value"]
     ks = sorted(frame["K"].unique())
     fig, axes = plt.subplots(2, len(ks), figsize=(4.4 * len(ks), 6.4), squeeze=False, layout="constrained")
     for col, k in enumerate(ks):
@@ -161,11 +161,12 @@ def modes_figure(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Pat
         axes[1][col].set_ylabel("modes covered")
         axes[1][col].set_xlabel("generator step")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Gaussian grids, same generator for every objective: mean ± s.e. over seeds")
-    return save_figure(fig, out_dir / "mode_collapse")
+    return save_figure(fig, out_dir / "mode_collapse",
+                       title="Gaussian grids, same generator for every objective: mean ± s.e. over seeds")
 
 
-def disconnected_figure(table: pd.DataFrame, config: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
+def disconnected_figure(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    table, config = run.table, run.config
     frame = _experiment(table, "disconnected")
     if frame.empty:
         return []
@@ -203,25 +204,14 @@ def disconnected_figure(table: pd.DataFrame, config: dict, out_dir: pathlib.Path
         ax.set_xticks(range(3), bars, fontsize=8)
         ax.set_ylabel(f"final mass off the modes (> {MODE_RADIUS:g} sd)")
         ax.set_title("mean ± s.e. over seeds")
-    fig.suptitle("A connected Gaussian latent must put mass between separated modes; one latent per label need not")
-    return save_figure(fig, out_dir / "disconnected_supports")
+    return save_figure(fig, out_dir / "disconnected_supports",
+                       title="A connected Gaussian latent must put mass between separated modes; one latent per label "
+                             "need not")
 
 
-def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
-
-    Raises:
-        NothingToDrawError: if no experiment cell is saved yet.
-    """
-    run, out_dir = run_to_draw(run_dir, study="gan_pathologies", drawable=_has_experiment, missing="experiment cell")
-    table = run.table
-    return [*bounds_figure(table, out_dir), *gradient_figure(table, out_dir), *js_figure(table, out_dir),
-            *modes_figure(table, out_dir), *disconnected_figure(table, run.config, out_dir)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.gan_pathologies", description=__doc__, argv=argv)
-
+draw = figure_draw(study="gan_pathologies", drawable=_has_experiment, missing="experiment cell",
+                   figures=(bounds_figure, gradient_figure, js_figure, modes_figure, disconnected_figure))
+main = figure_command(draw, prog="python -m figures.gan_pathologies", description=__doc__)
 
 if __name__ == "__main__":
     main()

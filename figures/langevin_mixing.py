@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import line_with_band, over_seeds
 from figures.style import save_figure
 from studies import kit
@@ -66,13 +66,19 @@ def _points(table: pd.DataFrame, sampler: str) -> np.ndarray | None:
     return None if rows.empty else rows.sort_values("chain")[["x", "y"]].to_numpy(np.float64)
 
 
+def _level(run: kit.Run) -> float:
+    """The confidence level of every interval drawn: the run's own."""
+    return float(run.config.get("confidence", 0.95))
+
+
 def _limits(target) -> tuple[float, float]:
     means = np.asarray(target.means, np.float64)
     pad = 3 * float(np.sqrt(np.max(np.asarray(target.covs))))
     return float(means.min() - pad), float(means.max() + pad)
 
 
-def _three_panels(table: pd.DataFrame, target, out: pathlib.Path, level: float) -> list[pathlib.Path]:
+def _three_panels(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table, target, level = run.table, theory.ncsn_two_modes(), _level(run)
     samplers = [s for s in _SAMPLERS if _points(table, s) is not None]
     if not samplers:
         return []
@@ -94,10 +100,9 @@ def _three_panels(table: pd.DataFrame, target, out: pathlib.Path, level: float) 
         ax.set_ylim(low, high)
         ax.set_aspect("equal")
     weights = np.asarray(target.weights)
-    fig.suptitle(f"{weights[0]:g} N((5,5), I) + {weights[1]:g} N((-5,-5), I); points of seed 0; "
-                 f"{100 * level:g}% intervals", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out / "langevin_three_panels")
+    return save_figure(fig, out / "langevin_three_panels", tight=True, title_size=9,
+                       title=f"{weights[0]:g} N((5,5), I) + {weights[1]:g} N((-5,-5), I); points of seed 0; "
+                             f"{100 * level:g}% intervals")
 
 
 def _level_ticks(ax, annealed: pd.DataFrame) -> None:
@@ -107,7 +112,8 @@ def _level_ticks(ax, annealed: pd.DataFrame) -> None:
         ax.axvline(step, color="C0", alpha=0.12, linewidth=0.8)
 
 
-def _weight_vs_steps(table: pd.DataFrame, target, out: pathlib.Path, level: float) -> list[pathlib.Path]:
+def _weight_vs_steps(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table, target, level = run.table, theory.ncsn_two_modes(), _level(run)
     baseline = table[table["sweep"] == "baseline"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for sampler, (label, color) in _SAMPLERS.items():
@@ -153,8 +159,7 @@ def _weight_vs_steps(table: pd.DataFrame, target, out: pathlib.Path, level: floa
     right.set_ylabel("W1 to exact target draws")
     right.set_title(f"mean and {100 * level:g}% t-interval over seeds", fontsize=9)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, out / "langevin_mode_weight_vs_steps")
+    return save_figure(fig, out / "langevin_mode_weight_vs_steps", tight=True)
 
 
 _SWEEPS = (
@@ -168,7 +173,8 @@ _SWEEPS = (
 )
 
 
-def _sweeps(table: pd.DataFrame, target, out: pathlib.Path, level: float) -> list[pathlib.Path]:
+def _sweeps(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table, target, level = run.table, theory.ncsn_two_modes(), _level(run)
     present = [s for s in _SWEEPS if ((table["sweep"] == s[0]) & (table["metric"] == "mode_weight")).any()]
     if not present:
         return []
@@ -204,19 +210,18 @@ def _sweeps(table: pd.DataFrame, target, out: pathlib.Path, level: float) -> lis
     unused = list(axes.flat)[len(present):]
     for ax in unused:
         ax.axis("off")
-    fig.suptitle(f"final weight of (5,5), exact scores, Clopper-Pearson pooled over the chains of every seed, "
-                 f"{100 * level:g}%; dashed: truth", fontsize=9)
     if unused:
         unused[0].legend(list(handles.values()), list(handles.keys()), loc="center", fontsize=9)
-        fig.tight_layout()
     else:
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=len(handles), fontsize=8,
                    frameon=False)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return save_figure(fig, out / "langevin_sweeps")
+    return save_figure(fig, out / "langevin_sweeps", tight=True if unused else {"rect": (0, 0.06, 1, 1)}, title_size=9,
+                       title=f"final weight of (5,5), exact scores, Clopper-Pearson pooled over the chains of every seed, "
+                             f"{100 * level:g}%; dashed: truth")
 
 
-def _trajectories(table: pd.DataFrame, target, out: pathlib.Path) -> list[pathlib.Path]:
+def _trajectories(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table, target = run.table, theory.ncsn_two_modes()
     rows = table[(table["sweep"] == "trajectories") & (table["metric"] == "position")]
     if rows.empty:
         return []
@@ -259,12 +264,11 @@ def _trajectories(table: pd.DataFrame, target, out: pathlib.Path) -> list[pathli
         ax.set_xlim(-10, 10)
         ax.set_ylim(-10, 10)
         ax.set_aspect("equal")
-    fig.tight_layout()
-    return save_figure(fig, out / "langevin_trajectories")
+    return save_figure(fig, out / "langevin_trajectories", tight=True)
 
 
-def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
-    learned = table[(table["sweep"] == "learned") & (table["metric"] != "diverged")]
+def _fisher(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    learned = run.table[(run.table["sweep"] == "learned") & (run.table["metric"] != "diverged")]
     if learned.empty:
         return []
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
@@ -275,10 +279,7 @@ def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
                       capsize=2, linewidth=0.8, label=f"Fisher divergence, seed {int(seed)}")
     left.plot(scale.index, scale.to_numpy(), color="k", linestyle="--", linewidth=0.8,
               label="E ||grad log p_sigma||^2 (zero-score baseline)")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("noise level sigma")
-    left.set_ylabel("E_{p_sigma} ||s_theta - grad log p_sigma||^2")
+    left.set(xscale="log", yscale="log", xlabel="noise level sigma", ylabel="E_{p_sigma} ||s_theta - grad log p_sigma||^2")
     left.legend(fontsize=7)
     for seed, rows in learned[learned["metric"] == "dsm_loss"].groupby("seed"):
         right.plot(rows["step"], rows["value"], linewidth=0.9, label=f"seed {int(seed)}")
@@ -286,28 +287,13 @@ def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     right.set_ylabel("sigma^2-weighted DSM loss")
     right.set_yscale("log")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, out / "langevin_fisher")
+    return save_figure(fig, out / "langevin_fisher", tight=True)
 
 
-def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
-
-    Raises:
-        NothingToDrawError: if no cell with chain results is saved yet.
-    """
-    run, out = run_to_draw(run_dir, study="langevin_mixing", missing="sampler results",
-                           drawable=lambda table: "sweep" in table.columns and (table["metric"] == "mode_weight").any())
-    table = run.table
-    level = float(run.config.get("confidence", 0.95))
-    target = theory.ncsn_two_modes()  # the study's fixed target
-    return [*_three_panels(table, target, out, level), *_weight_vs_steps(table, target, out, level),
-            *_sweeps(table, target, out, level), *_trajectories(table, target, out), *_fisher(table, out)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.langevin_mixing", description=__doc__, argv=argv)
-
+draw = figure_draw(study="langevin_mixing", missing="sampler results",
+                   drawable=lambda table: "sweep" in table.columns and (table["metric"] == "mode_weight").any(),
+                   figures=(_three_panels, _weight_vs_steps, _sweeps, _trajectories, _fisher))
+main = figure_command(draw, prog="python -m figures.langevin_mixing", description=__doc__)
 
 if __name__ == "__main__":
     main()

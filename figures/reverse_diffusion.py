@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import over_seeds
 from figures.style import save_figure
 from studies import kit
@@ -114,7 +114,8 @@ def _grid(n: int, columns: int = 4) -> tuple[int, int]:
     return math.ceil(n / columns), columns
 
 
-def _w1_vs_nfe(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+def _w1_vs_nfe(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     samplers = _samplers(table)
     if not samplers:
         return []
@@ -129,8 +130,7 @@ def _w1_vs_nfe(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
             ax.axhline(floor, color="0.4", linewidth=0.8, zorder=1, label="W1 floor (2 s.e.)")
         _errorbars_by_score(ax, w1[w1["sampler"] == sampler])
         ax.set_title(_title(sampler), fontsize=9)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set(xscale="log", yscale="log")
     for ax in axes.flat[len(samplers):]:
         ax.axis("off")
     for ax in axes[-1]:
@@ -140,13 +140,13 @@ def _w1_vs_nfe(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
     seeds, n = w1["seed"].nunique(), int(w1["n"].iloc[0])
-    fig.suptitle(f"W1 between {n} samples and {n} fresh target draws, mean +- 1 s.e. over {seeds} seeds "
-                 f"(same prior points and noise for both scores)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return save_figure(fig, out / "reverse_diffusion_w1_vs_nfe", dpi=110)
+    return save_figure(fig, out / "reverse_diffusion_w1_vs_nfe", dpi=110, tight={"rect": (0, 0.05, 1, 1)},
+                       title=f"W1 between {n} samples and {n} fresh target draws, mean +- 1 s.e. over {seeds} seeds "
+                             f"(same prior points and noise for both scores)", title_size=9)
 
 
-def _modes(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+def _modes(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     samplers = _samplers(table)
     if not samplers:
         return []
@@ -164,8 +164,7 @@ def _modes(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
     right.set_ylabel("TV(mode weights, truth)")
     right.set_yscale("log")
     left.legend(fontsize=7, frameon=False, title="solid: exact, dashed: learned", title_fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_modes")
+    return save_figure(fig, out / "reverse_diffusion_modes", tight=True)
 
 
 def _density_grid(config: dict, lim: float = 4.0, n: int = 200):
@@ -183,8 +182,8 @@ def _points(rows: pd.DataFrame) -> np.ndarray:
     return wide.sort_index().to_numpy()
 
 
-def _samples(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[pathlib.Path]:
-    rows = table[table["metric"] == "sample_position"]
+def _samples(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    rows = run.table[run.table["metric"] == "sample_position"]
     samplers = [s for s in dict.fromkeys(rows["sampler"]) if s != "target"]
     if not samplers:
         return []
@@ -193,7 +192,7 @@ def _samples(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[pathl
         settings = rows[(rows["score"] == kind) & (rows["sampler"] != "target")].groupby("sampler")["setting"]
         count = int(settings.nunique().max()) if len(settings.size()) else 0
         columns += [(kind, j) for j in range(count)]
-    xx, yy, density = _density_grid(config)
+    xx, yy, density = _density_grid(run.config)
     fig, axes = plt.subplots(len(samplers), len(columns), figsize=(1.7 * len(columns), 1.7 * len(samplers)),
                              sharex=True, sharey=True, squeeze=False)
     for i, sampler in enumerate(samplers):
@@ -215,17 +214,16 @@ def _samples(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[pathl
             ax.set_xticks([])
             ax.set_yticks([])
         axes[i, 0].set_ylabel(_title(sampler), fontsize=7)
-    fig.tight_layout(pad=0.3)
-    return save_figure(fig, out / "reverse_diffusion_samples", dpi=120)
+    return save_figure(fig, out / "reverse_diffusion_samples", dpi=120, tight={"pad": 0.3})
 
 
-def _trajectories(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[pathlib.Path]:
-    rows = table[table["metric"] == "trajectory_position"]
+def _trajectories(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    rows = run.table[run.table["metric"] == "trajectory_position"]
     if rows.empty:
         return []
     kinds = list(dict.fromkeys(rows["score"]))
     samplers = list(dict.fromkeys(rows["sampler"]))
-    xx, yy, density = _density_grid(config)
+    xx, yy, density = _density_grid(run.config)
     fig, axes = plt.subplots(len(kinds), len(samplers), figsize=(4.0 * len(samplers), 3.8 * len(kinds)),
                              sharex=True, sharey=True, squeeze=False)
     for i, kind in enumerate(kinds):
@@ -246,9 +244,8 @@ def _trajectories(table: pd.DataFrame, config: dict, out: pathlib.Path) -> list[
             ax.set_xlim(-4, 4)
             ax.set_ylim(-4, 4)
             ax.set_aspect("equal")
-    fig.suptitle("same prior points (o) to t_end (*)", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_trajectories")
+    return save_figure(fig, out / "reverse_diffusion_trajectories", title="same prior points (o) to t_end (*)", title_size=9,
+                       tight=True)
 
 
 def _over_seeds(rows: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -256,7 +253,8 @@ def _over_seeds(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     return over_seeds(rows, by).fillna({"error": 0.0})
 
 
-def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+def _fisher(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     fisher = _over_seeds(table[table["metric"] == "fisher_divergence"], "t")
     loss = _over_seeds(table[table["metric"] == "train_loss"], "step")
     if fisher.empty and loss.empty:
@@ -268,32 +266,27 @@ def _fisher(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
         moment = _over_seeds(table[table["metric"] == "score_second_moment"], "t")
         left.plot(moment["t"], moment["value"], color="0.4", linestyle=":", marker=".",
                   label="E||grad log p_t||^2 (scale)")
-        left.set_xscale("log")
-        left.set_yscale("log")
-        left.set_xlabel("t")
+        left.set(xscale="log", yscale="log", xlabel="t")
         left.legend(fontsize=7, frameon=False)
         left.set_title("learned score vs exact score", fontsize=9)
         epsilon = _over_seeds(table[table["metric"] == "epsilon_error"], "t")
         middle.errorbar(epsilon["t"], epsilon["value"], yerr=epsilon["error"], marker="o", markersize=3,
                         capsize=2, color="C2")
-        middle.set_xscale("log")
-        middle.set_yscale("log")
-        middle.set_xlabel("t")
+        middle.set(xscale="log", yscale="log", xlabel="t")
         middle.set_title("s(t)^2 F(t) = E||eps_theta - eps*||^2", fontsize=9)
     if not loss.empty:
         right.errorbar(loss["step"], loss["value"], yerr=loss["error"], color="C1")
         right.set_xlabel("training step")
         right.set_yscale("log")
         right.set_title("simple loss (block means, mean ± s.e. over seeds)", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_fisher")
+    return save_figure(fig, out / "reverse_diffusion_fisher", tight=True)
 
 
-def _cost(table: pd.DataFrame, records: dict, out: pathlib.Path) -> list[pathlib.Path]:
+def _cost(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
     """Wall time per budget from the cells' records (phase "sample setting=S"), against NFE."""
-    w1 = table[table["metric"] == "w1"]
+    w1 = run.table[run.table["metric"] == "w1"]
     rows = []
-    for cell_id, record in records.items():
+    for cell_id, record in run.records.items():
         if not cell_id.startswith("sampler="):
             continue
         for phase, seconds in record.get("phases_s", {}).items():
@@ -310,17 +303,14 @@ def _cost(table: pd.DataFrame, records: dict, out: pathlib.Path) -> list[pathlib
     rows = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     _lines_by_sampler(ax, rows, list(dict.fromkeys(rows["sampler"])))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("score evaluations (NFE)")
-    ax.set_ylabel("wall time per run (s)")
+    ax.set(xscale="log", yscale="log", xlabel="score evaluations (NFE)", ylabel="wall time per run (s)")
     ax.set_title("sampling only, after compilation (solid exact, dashed learned)", fontsize=8)
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_cost")
+    return save_figure(fig, out / "reverse_diffusion_cost", tight=True)
 
 
-def _kl(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+def _kl(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     kl = table[table["metric"] == "kl_model_target"]
     if kl.empty:
         return []
@@ -341,12 +331,12 @@ def _kl(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
         ax.set_xlabel("score evaluations (NFE)")
     axes[0][0].set_ylabel("|KL(q_ODE || p_t_end)| (nats)")
     axes[0][0].legend(fontsize=7, frameon=False)
-    fig.suptitle("KL of the probability-flow ODE sampler's law to the noised target, mean ± 1 s.e. over seeds", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_kl")
+    return save_figure(fig, out / "reverse_diffusion_kl", tight=True, title_size=9,
+                       title="KL of the probability-flow ODE sampler's law to the noised target, mean ± 1 s.e. over seeds")
 
 
-def _convergence(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
+def _convergence(run: kit.Run, out: pathlib.Path) -> list[pathlib.Path]:
+    table = run.table
     rows = table[(table["metric"] == "spread_error") & (table["score"] == "exact")]
     rows = rows[~rows["sampler"].str.endswith("_adaptive")]
     if rows.empty:
@@ -362,38 +352,16 @@ def _convergence(table: pd.DataFrame, out: pathlib.Path) -> list[pathlib.Path]:
         # Below this the error is not resolved: the Monte Carlo error of the mean over seeds.
         ax.axhline(float(errors.median()), color="0.4", linestyle=":", linewidth=1,
                    label="Monte Carlo error of the mean (pooled)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("step size h (fraction of the time interval)")
-    ax.set_ylabel("|spread error| (exact score)")
+    ax.set(xscale="log", yscale="log", xlabel="step size h (fraction of the time interval)",
+           ylabel="|spread error| (exact score)")
     ax.set_title("mean ||x - m_k(x)||^2 minus its exact value, mean ± 1 s.e. over seeds", fontsize=8)
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return save_figure(fig, out / "reverse_diffusion_convergence")
+    return save_figure(fig, out / "reverse_diffusion_convergence", tight=True)
 
 
-def draw(run_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into ``<run_dir>/figures``.
-
-    Args:
-        run_dir: a run directory of this study (verified cells and config.json).
-
-    Returns:
-        The paths written (PDF and PNG of each figure).
-
-    Raises:
-        NothingToDrawError: if no sampler cell is saved yet.
-    """
-    run, out = run_to_draw(run_dir, study="reverse_diffusion", drawable=lambda table: (table["metric"] == "w1").any(),
-                           missing="sampler cell")
-    table, config = run.table, run.config
-    return [*_w1_vs_nfe(table, out), *_modes(table, out), *_samples(table, config, out), *_trajectories(table, config, out),
-            *_fisher(table, out), *_cost(table, run.records, out), *_kl(table, out), *_convergence(table, out)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.reverse_diffusion", description=__doc__, argv=argv)
-
+draw = figure_draw(study="reverse_diffusion", drawable=lambda table: (table["metric"] == "w1").any(), missing="sampler cell",
+                   figures=(_w1_vs_nfe, _modes, _samples, _trajectories, _fisher, _cost, _kl, _convergence))
+main = figure_command(draw, prog="python -m figures.reverse_diffusion", description=__doc__)
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from figures.command import figure_main, run_to_draw
+from figures.command import figure_command, figure_draw
 from figures.panels import identity_line, line_with_band
 from figures.style import save_figure
 from studies import kit
@@ -35,9 +35,9 @@ def _floors(table: pd.DataFrame) -> pd.Series:
     return table[table["metric"] == "w1_floor"].set_index("K")["value"]
 
 
-def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    final = _final_w1(table)
-    floors = _floors(table)
+def heatmaps(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    final = _final_w1(run.table)
+    floors = _floors(run.table)
     ks = sorted(final["K"].unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False, layout="constrained")
     for ax, k in zip(axes[0], ks):
@@ -73,13 +73,14 @@ def heatmaps(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
             bar.ax.text(0.5, floor, " floor", color="red", fontsize=7, va="bottom", transform=bar.ax.get_yaxis_transform())
         ax.set_title(f"K = {int(k)}: exact W1, floor {floor:.3f}")
         ax.grid(False)
-    fig.suptitle("Exact W1 (POT) of the trained generator, mean ± s.e. over seeds (diverged seeds counted); red line: sampling floor")
-    return save_figure(fig, out_dir / "w1_heatmaps")
+    return save_figure(fig, out_dir / "w1_heatmaps",
+                       title="Exact W1 (POT) of the trained generator, mean ± s.e. over seeds (diverged seeds counted); "
+                             "red line: sampling floor")
 
 
-def learning_curves(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    w1 = table[table["metric"] == "w1"].copy()
-    floors = _floors(table)
+def learning_curves(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    w1 = run.table[run.table["metric"] == "w1"].copy()
+    floors = _floors(run.table)
     ks = sorted(w1["K"].unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.6), squeeze=False, layout="constrained")
     for ax, k in zip(axes[0], ks):
@@ -94,12 +95,12 @@ def learning_curves(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.
         ax.set_ylabel("exact W1")
         ax.set_title(f"K = {int(k)}")
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle("Exact W1 during training: mean over seeds, band from min to max")
-    return save_figure(fig, out_dir / "w1_learning_curves")
+    return save_figure(fig, out_dir / "w1_learning_curves",
+                       title="Exact W1 during training: mean over seeds, band from min to max")
 
 
-def metric_discrepancy(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    final = table[table["metric"].isin(["w1", "critic_ipm"])]
+def metric_discrepancy(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    final = run.table[run.table["metric"].isin(["w1", "critic_ipm"])]
     last = final.groupby(["K", "p", "q", "seed"])["step"].transform("max")
     final = final[final["step"] == last]
     wide = final.pivot_table(index=["K", "p", "q", "seed"], columns="metric", values="value").reset_index()
@@ -114,8 +115,8 @@ def metric_discrepancy(table: pd.DataFrame, out_dir: pathlib.Path) -> list[pathl
     return save_figure(fig, out_dir / "critic_vs_exact_w1")
 
 
-def scatter_plots(table: pd.DataFrame, config: dict, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
-    samples = table[table["metric"] == "sample"]
+def scatter_plots(run: kit.Run, out_dir: pathlib.Path, max_cells: int = 4) -> list[pathlib.Path]:
+    samples = run.table[run.table["metric"] == "sample"]
     if samples.empty:
         return []
     cells = samples[["p", "q"]].drop_duplicates().sort_values(["p", "q"]).values.tolist()
@@ -147,22 +148,9 @@ def scatter_plots(table: pd.DataFrame, config: dict, out_dir: pathlib.Path, max_
     return save_figure(fig, out_dir / "samples")
 
 
-def draw(run_dir) -> list[pathlib.Path]:
-    """Draw every figure of a saved run into RUN_DIR/figures and return their paths.
-
-    Raises:
-        NothingToDrawError: if no trained cell is saved yet (only the floors).
-    """
-    run, out_dir = run_to_draw(run_dir, study="wgan_capacity", drawable=lambda table: (table["metric"] == "w1").any(),
-                               missing="trained cell")
-    table = run.table
-    return [*heatmaps(table, out_dir), *learning_curves(table, out_dir), *metric_discrepancy(table, out_dir),
-            *scatter_plots(table, run.config, out_dir)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    figure_main(draw, prog="python -m figures.wgan_capacity", description=__doc__, argv=argv)
-
+draw = figure_draw(study="wgan_capacity", drawable=lambda table: (table["metric"] == "w1").any(), missing="trained cell",
+                   figures=(heatmaps, learning_curves, metric_discrepancy, scatter_plots))
+main = figure_command(draw, prog="python -m figures.wgan_capacity", description=__doc__)
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,6 @@ place of an unlabelled data set.
 
 from __future__ import annotations
 
-import numbers
 
 import equinox as eqx
 import jax
@@ -17,13 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from models.generator import AbstractLatent, UniformLatent
-
-
-def _require_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+from theory.validation import check_count
 
 
 class LabelConditioned(eqx.Module):
@@ -69,15 +62,15 @@ class ConditionalMLPGeneratorSpec(eqx.Module):
     latent: AbstractLatent = eqx.field(static=True, default=UniformLatent())
 
     def __check_init__(self):
-        _require_int("n_classes", self.n_classes, 2)
+        check_count("n_classes", self.n_classes, minimum=2)
         for name in ("depth", "width", "latent_dim"):
-            _require_int(name, getattr(self, name), 1)
+            check_count(name, getattr(self, name), minimum=1)
         if not isinstance(self.latent, AbstractLatent):
             raise TypeError(f"latent must be a latent law such as UniformLatent(), got {self.latent!r}")
 
     def build(self, key: PRNGKeyArray, out_dim: int) -> LabelConditioned:
         """A float32 network (z (k,), y ()) -> x (out_dim,)."""
-        _require_int("out_dim", out_dim, 1)
+        check_count("out_dim", out_dim, minimum=1)
         network = _mlp(key, self.latent_dim + self.n_classes, out_dim, self.depth, self.width, jax.nn.relu)
         return LabelConditioned(network, self.n_classes)
 
@@ -102,15 +95,15 @@ class ConditionalMLPDiscriminatorSpec(eqx.Module):
     activation: object = eqx.field(static=True, default=jax.nn.leaky_relu)
 
     def __check_init__(self):
-        _require_int("n_classes", self.n_classes, 2)
-        _require_int("depth", self.depth, 1)
-        _require_int("width", self.width, 1)
+        check_count("n_classes", self.n_classes, minimum=2)
+        check_count("depth", self.depth, minimum=1)
+        check_count("width", self.width, minimum=1)
         if not callable(self.activation):
             raise TypeError(f"activation must be callable, got {self.activation!r}")
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> LabelConditioned:
         """A float32 network (x (in_dim,), y ()) -> scalar."""
-        _require_int("in_dim", in_dim, 1)
+        check_count("in_dim", in_dim, minimum=1)
         network = _mlp(key, in_dim + self.n_classes, "scalar", self.depth, self.width, self.activation)
         return LabelConditioned(network, self.n_classes)
 
@@ -130,7 +123,7 @@ class LabelledData(eqx.Module):
 
     def __init__(self, points, labels, n_classes: int):
         points, labels = jnp.asarray(points), jnp.asarray(labels)
-        _require_int("n_classes", n_classes, 2)
+        check_count("n_classes", n_classes, minimum=2)
         if points.ndim < 2 or points.shape[-2] < 1:
             raise ValueError(f"points must have shape (n, d) (or (R, n, d) for replicas), got shape {points.shape}")
         if labels.shape != points.shape[:-1]:

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
+
+from theory.validation import check_count
 
 PARAM_DTYPE = jnp.float32
 """Dtype of every parameter: training runs in float32 even when float64 is enabled."""
@@ -274,22 +275,15 @@ def _uniform_weight_and_bias(
 # Validation, shared by the specs.
 
 
-def _require_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_architecture(depth, width) -> None:
-    _require_int("depth", depth, 1)
-    _require_int("width", width, 2)
+    check_count("depth", depth, minimum=1)
+    check_count("width", width, minimum=2)
     if width % 2:
         raise ValueError(f"width must be even (MaxMin sorts pairs of units), got {width}")
 
 
 def _check_in_dim(in_dim) -> None:
-    _require_int("in_dim", in_dim, 1)
+    check_count("in_dim", in_dim, minimum=1)
 
 
 # --------------------------------------------------------------------------------------
@@ -376,8 +370,8 @@ class BjorckGroupSortSpec(AbstractCriticSpec):
 
     def __check_init__(self):
         _check_architecture(self.depth, self.width)
-        _require_int("iterations", self.iterations, 1)
-        _require_int("project_iterations", self.project_iterations, 0)
+        check_count("iterations", self.iterations, minimum=1)
+        check_count("project_iterations", self.project_iterations, minimum=0)
         if not 0 < self.beta <= 0.5:
             # Beyond 1/2 the step s -> (1 + beta) s - beta s^3 overshoots 1, and an
             # unconverged layer could then have spectral norm above 1.
@@ -506,7 +500,7 @@ class SpectralNormMLPSpec(AbstractCriticSpec):
 
     def __check_init__(self):
         _check_architecture(self.depth, self.width)
-        _require_int("power_iterations", self.power_iterations, 1)
+        check_count("power_iterations", self.power_iterations, minimum=1)
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         _check_in_dim(in_dim)

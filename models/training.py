@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,7 +57,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from models import sharding
-from theory.validation import check_count
+from theory.validation import check_count, check_real
 
 __all__ = [
     "adversarial_start",
@@ -87,39 +86,6 @@ __all__ = [
 
 PARAM_DTYPE = jnp.float32
 """Dtype of every trained parameter: training runs in float32 even when float64 is enabled."""
-
-
-def check_real(
-    name: str,
-    value,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    include_minimum: bool = True,
-    include_maximum: bool = True,
-) -> float:
-    """A finite real number (not a bool, not an array) in the given interval, as a float.
-
-    Kept here until ``theory.validation`` has a scalar-interval check of its own.
-
-    Raises:
-        ValueError: naming `name`, the interval and the value.
-    """
-    if minimum is not None and maximum is not None:
-        where = f" in {'[' if include_minimum else '('}{minimum:g}, {maximum:g}{']' if include_maximum else ')'}"
-    elif minimum is not None:
-        where = f" {'>=' if include_minimum else '>'} {minimum:g}"
-    elif maximum is not None:
-        where = f" {'<=' if include_maximum else '<'} {maximum:g}"
-    else:
-        where = ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
-    below = minimum is not None and (value < minimum if include_minimum else value <= minimum)
-    above = maximum is not None and (value > maximum if include_maximum else value >= maximum)
-    if below or above:
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
-    return float(value)
 
 
 def check_adam_settings(settings, *, rates: Sequence[str], decays: Sequence[str], counts: Sequence[str] = ()) -> None:

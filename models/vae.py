@@ -34,19 +34,9 @@ from models import sharding
 from models.training import AdamSpec, FiniteSample, IndependentDraws, train
 from theory.distributions import Gaussian
 from theory.latent_evidence import AbstractGaussianFamily, FactorisedGaussian, LatentModel
-from theory.validation import check_count
+from theory.validation import check_count, check_positive_number
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -72,7 +62,7 @@ class LearnedNoise(AbstractObservationNoise):
     init_std: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
-        _check_positive_number("init_std", self.init_std)
+        check_positive_number("init_std", self.init_std)
 
     def initial_std(self):
         return self.init_std
@@ -87,7 +77,7 @@ class FixedNoise(AbstractObservationNoise):
     std: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
-        _check_positive_number("std", self.std)
+        check_positive_number("std", self.std)
 
     def initial_std(self):
         return self.std
@@ -124,12 +114,12 @@ class VAESpec(eqx.Module):
     encoder_width: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        _check_int("data_dim", self.data_dim, 1)
-        _check_int("latent_dim", self.latent_dim, 1)
-        _check_int("width", self.width, 1)
+        check_count("data_dim", self.data_dim, minimum=1)
+        check_count("latent_dim", self.latent_dim, minimum=1)
+        check_count("width", self.width, minimum=1)
         if self.encoder_width is not None:
-            _check_int("encoder_width", self.encoder_width, 1)
-        _check_int("depth", self.depth, 0)
+            check_count("encoder_width", self.encoder_width, minimum=1)
+        check_count("depth", self.depth, minimum=0)
         if not isinstance(self.posterior_family, AbstractGaussianFamily):
             raise TypeError(
                 f"posterior_family must be FactorisedGaussian() or FullCovarianceGaussian(), got {self.posterior_family!r}"
@@ -246,8 +236,8 @@ class ELBOObjective(AbstractVAEObjective):
     n_samples: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
-        _check_positive_number("beta", self.beta)
-        _check_int("n_samples", self.n_samples, 1)
+        check_positive_number("beta", self.beta)
+        check_count("n_samples", self.n_samples, minimum=1)
 
     def loss(self, model, x, key):
         _, _, log_lik, mean, chol = _reparametrised(model, x, key, self.n_samples)
@@ -266,7 +256,7 @@ class IWAEObjective(AbstractVAEObjective):
     k: int = eqx.field(static=True, default=5)
 
     def __check_init__(self):
-        _check_int("k", self.k, 1)
+        check_count("k", self.k, minimum=1)
 
     def loss(self, model, x, key):
         z, log_q, log_lik, _, _ = _reparametrised(model, x, key, self.k)
@@ -286,8 +276,8 @@ class VAETraining(eqx.Module):
     batch_size: int = eqx.field(static=True, default=128)
 
     def __check_init__(self):
-        _check_positive_number("learning_rate", self.learning_rate)
-        _check_int("batch_size", self.batch_size, 1)
+        check_positive_number("learning_rate", self.learning_rate)
+        check_count("batch_size", self.batch_size, minimum=1)
 
 
 class _VAELoss(eqx.Module):
@@ -398,7 +388,7 @@ def ppca_linear_vae(spec: VAESpec, data: Float[Array, "n d"], *, noise_std: floa
     if noise_std is None and k == d and spec.noise.learned():
         raise ValueError("noise_std must be given when latent_dim == data_dim (no discarded eigenvalues)")
     if noise_std is not None:
-        _check_positive_number("noise_std", noise_std)
+        check_positive_number("noise_std", noise_std)
     if not spec.noise.learned():
         if noise_std is not None and noise_std != spec.noise.initial_std():
             raise ValueError(f"noise_std must equal the spec's FixedNoise std {spec.noise.initial_std()}, got {noise_std}")

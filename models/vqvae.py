@@ -27,9 +27,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from theory.distributions import MixtureOfGaussians, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
-from theory.validation import check_count, check_key
+from theory.validation import check_count, check_key, check_positive_number
 from models.training import AdamSpec, FiniteSample, train
-from models.vae import AbstractObservationNoise, LearnedNoise, _check_int, _check_positive_number, _fit_replicas
+from models.vae import AbstractObservationNoise, LearnedNoise, _fit_replicas
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -44,7 +44,7 @@ class EMACodebook(eqx.Module):
     def __check_init__(self):
         if not (isinstance(self.decay, (int, float)) and 0 <= self.decay < 1):
             raise ValueError(f"decay must be in [0, 1), got {self.decay!r}")
-        _check_positive_number("epsilon", self.epsilon)
+        check_positive_number("epsilon", self.epsilon)
 
 
 class VQVAESpec(eqx.Module):
@@ -69,11 +69,11 @@ class VQVAESpec(eqx.Module):
     ema: EMACodebook | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        _check_int("data_dim", self.data_dim, 1)
-        _check_int("code_dim", self.code_dim, 1)
-        _check_int("n_codes (C)", self.n_codes, 1)
-        _check_int("width", self.width, 1)
-        _check_int("depth", self.depth, 0)
+        check_count("data_dim", self.data_dim, minimum=1)
+        check_count("code_dim", self.code_dim, minimum=1)
+        check_count("n_codes (C)", self.n_codes, minimum=1)
+        check_count("width", self.width, minimum=1)
+        check_count("depth", self.depth, minimum=0)
         if isinstance(self.commitment, bool) or not isinstance(self.commitment, (int, float)) or not (
             0 <= self.commitment < math.inf
         ):

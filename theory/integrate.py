@@ -24,7 +24,7 @@ import numpy as np
 
 from theory.distributions import AbstractDensity, AbstractDistribution, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
-from theory.validation import check_count, check_key
+from theory.validation import check_count, check_key, check_positive_number
 
 MAX_QUADRATURE_DIM = 2
 
@@ -66,10 +66,8 @@ class Quadrature:
         check_count("panels", self.panels)
         check_count("order", self.order)
         check_count("max_nodes", self.max_nodes)
-        if not self.tail > 0:
-            raise ValueError(f"tail must be > 0, got {self.tail}")
-        if not (isinstance(self.panels_per_sd, (int, float)) and math.isfinite(self.panels_per_sd) and self.panels_per_sd > 0):
-            raise ValueError(f"panels_per_sd must be a finite number > 0, got {self.panels_per_sd!r}")
+        check_positive_number("tail", self.tail)
+        check_positive_number("panels_per_sd", self.panels_per_sd)
 
 
 class SkewedMonteCarloWarning(UserWarning):

@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from theory.distributions import MixtureOfGaussians
-from theory.validation import check_finite
+from theory.validation import check_finite, check_in_interval, check_positive_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +47,8 @@ def mode_statistics(
     if samples.ndim != 2 or samples.shape[1] != mixture.dim:
         raise ValueError(f"samples must have shape (n, {mixture.dim}), got shape {samples.shape}")
     check_finite("samples", samples)
-    if not radius > 0:
-        raise ValueError(f"radius must be > 0, got {radius}")
-    if not 0 < coverage_fraction <= 1:
-        raise ValueError(f"coverage_fraction must be in (0, 1], got {coverage_fraction}")
+    radius = check_positive_number("radius", radius)
+    coverage_fraction = check_in_interval("coverage_fraction", coverage_fraction, 0.0, 1.0, include_high=True)
     means = np.asarray(mixture.means, np.float64)
     precisions = np.linalg.inv(np.asarray(mixture.covs, np.float64))
     diff = samples[None, :, :] - means[:, None, :]  # (K, n, d)

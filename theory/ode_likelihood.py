@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 from collections.abc import Callable
 
 import diffrax
@@ -71,7 +70,14 @@ from theory.divergences import kl
 from theory.estimate import Estimate, monte_carlo_mean
 from theory.integrate import MonteCarlo, Quadrature
 from theory.sde import AbstractSDE
-from theory.validation import check_count, check_key
+from theory.validation import (
+    check_count,
+    check_in_interval,
+    check_key,
+    check_number,
+    check_points,
+    check_positive_number,
+)
 
 # `drift_evaluations` counts a solver's vector-field evaluations per step (stages, FSAL).
 from theory.diffusion_samplers import drift_evaluations
@@ -212,11 +218,6 @@ class Hutchinson(AbstractDivergenceMethod):
 # Step-size choice, as a component.
 
 
-def _check_tolerance(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
 class AdaptiveSteps(eqx.Module):
     """An embedded Runge-Kutta pair under diffrax's PID controller (tolerances traced, so
     a sweep over them does not recompile); the first step is 1% of the interval (no
@@ -232,8 +233,8 @@ class AdaptiveSteps(eqx.Module):
     max_steps: int = eqx.field(static=True, default=4096)
 
     def __check_init__(self):
-        _check_tolerance("rtol", self.rtol)
-        _check_tolerance("atol", self.atol)
+        check_positive_number("rtol", self.rtol)
+        check_positive_number("atol", self.atol)
         check_count("max_steps", self.max_steps)
 
     @property
@@ -327,21 +328,6 @@ def _solve_jit(vector_field, divergence, solver, adaptive: bool, max_steps: int,
     return jax.vmap(one)(x, keys)
 
 
-def _check_points(name: str, x) -> Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (n, d), got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
-    return x
-
-
-def _check_time(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _check_settings(solver, steps, divergence, key):
     solver = diffrax.Tsit5() if solver is None else solver
     steps = AdaptiveSteps() if steps is None else steps
@@ -427,8 +413,8 @@ def ode_log_density(
     Reference: Chen et al. (2018), Thm. 1; Grathwohl et al. (2019), eq. (4); Song et al.
     (2021), App. D.2.
     """
-    x = _check_points("x", x)
-    t0, t1 = _check_time("t0", t0), _check_time("t1", t1)
+    x = check_points("x", x)
+    t0, t1 = check_number("t0", t0), check_number("t1", t1)
     solver, steps, divergence = _check_settings(solver, steps, divergence, key)
     with jax.enable_x64(True):
         x64 = jnp.asarray(x, jnp.float64)
@@ -468,8 +454,8 @@ def ode_push_forward(
 
     Reference: Chen et al. (2018), Thm. 1; Grathwohl et al. (2019), eq. (4).
     """
-    z = _check_points("z", z)
-    t0, t1 = _check_time("t0", t0), _check_time("t1", t1)
+    z = check_points("z", z)
+    t0, t1 = check_number("t0", t0), check_number("t1", t1)
     solver, steps, divergence = _check_settings(solver, steps, divergence, key)
     with jax.enable_x64(True):
         z64 = jnp.asarray(z, jnp.float64)
@@ -509,8 +495,8 @@ class ContinuousFlow(eqx.Module):
     def __check_init__(self):
         if not isinstance(self.base, AbstractDistribution):
             raise ValueError(f"base must be a distribution with sample and log_prob, got {type(self.base).__name__}")
-        _check_time("t_base", self.t_base)
-        _check_time("t_data", self.t_data)
+        check_number("t_base", self.t_base)
+        check_number("t_data", self.t_data)
         if self.t_base == self.t_data:
             raise ValueError(f"t_data must differ from t_base={self.t_base}, got {self.t_data}")
 
@@ -670,9 +656,7 @@ class ProbabilityFlowField(eqx.Module):
 def _check_sde(sde, t_end) -> float:
     if not isinstance(sde, AbstractSDE):
         raise ValueError(f"sde must be an AbstractSDE (VPSDE, SubVPSDE, VESDE), got {type(sde).__name__}")
-    if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not 0.0 < t_end < sde.t_max:
-        raise ValueError(f"t_end must be a number in (0, T={sde.t_max}), got {t_end!r}")
-    return float(t_end)
+    return check_in_interval("t_end", t_end, 0.0, sde.t_max)
 
 
 def probability_flow_model(sde: AbstractSDE, score_fn: ScoreFn, dim: int, *, t_end: float = 1e-3) -> ContinuousFlow:
@@ -708,7 +692,7 @@ def probability_flow_log_density(
 
     Reference: Song et al. (2021), eq. (39) (App. D.2).
     """
-    x = _check_points("x", x)
+    x = check_points("x", x)
     model = probability_flow_model(sde, score_fn, x.shape[1], t_end=t_end)
     return flow_log_density(model, x, solver=solver, steps=steps, divergence=divergence, key=key)
 

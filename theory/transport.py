@@ -18,7 +18,7 @@ import scipy.spatial.distance
 
 from theory.distributions import Gaussian
 from theory.estimate import Estimate, monte_carlo_mean
-from theory.validation import check_count, check_finite, check_key, check_probability_vector
+from theory.validation import check_count, check_finite, check_key, check_probability_vector, check_real
 
 
 def _point_cloud(name: str, x) -> np.ndarray:
@@ -68,14 +68,6 @@ def _weights(name: str, w, n: int) -> np.ndarray:
     return w / w.sum()
 
 
-def _check_order(p) -> float:
-    # NumPy scalars (np.int64(2) from a config array) are numbers too; bools are not.
-    number = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, (bool, np.bool_))
-    if not (number and math.isfinite(p) and p >= 1):
-        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
-    return float(p)
-
-
 def wasserstein(x, y, p: float = 1, a=None, b=None) -> Estimate:
     """Exact W_p between two weighted point clouds, via POT's network simplex (emd2).
 
@@ -95,7 +87,7 @@ def wasserstein(x, y, p: float = 1, a=None, b=None) -> Estimate:
 
     Reference: Peyre & Cuturi (2019), Sec. 3.1 (network simplex); POT `ot.emd2`.
     """
-    p = _check_order(p)
+    p = check_real("p", p, minimum=1.0)
     x, y = _point_cloud("x", x), _point_cloud("y", y)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must live in the same R^d, got d={x.shape[1]} and d={y.shape[1]}")
@@ -126,7 +118,7 @@ def wasserstein_1d(x, y, p: float = 1, a=None, b=None) -> Estimate:
 
     Reference: Villani (2009), Remark 2.19; Peyre & Cuturi (2019), Remark 2.30.
     """
-    p = _check_order(p)
+    p = check_real("p", p, minimum=1.0)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     for name, v in (("x", x), ("y", y)):
@@ -185,7 +177,7 @@ def sliced_wasserstein(x, y, p: float = 1, *, key, n_projections: int = 256, a=N
 
     Reference: Rabin et al. (2011); Bonneel et al., JMIV 51 (2015), Sec. 2.
     """
-    p = _check_order(p)
+    p = check_real("p", p, minimum=1.0)
     check_key("key", key)
     n_projections = check_count("n_projections", n_projections, minimum=2)
     x, y = _point_cloud("x", x), _point_cloud("y", y)

@@ -35,6 +35,7 @@ __all__ = [
     "check_count",
     "check_counts",
     "check_number",
+    "check_real",
     "check_positive",
     "check_positive_number",
     "check_in_interval",
@@ -131,28 +132,55 @@ def check_count(name: str, n, *, minimum: int = 1, maximum: int | None = None) -
     return int(n)
 
 
-def check_number(name: str, value) -> float:
-    """A finite real number (not a boolean), returned as a float.
+def _interval(minimum, maximum, include_minimum: bool, include_maximum: bool) -> str:
+    """' in [0, 1)', ' > 0', ' <= 2', or '' (no bound): the constraint in a message."""
+    if minimum is not None and maximum is not None:
+        return f" in {'[' if include_minimum else '('}{minimum:g}, {maximum:g}{']' if include_maximum else ')'}"
+    if minimum is not None:
+        return f" {'>=' if include_minimum else '>'} {minimum:g}"
+    if maximum is not None:
+        return f" {'<=' if include_maximum else '<'} {maximum:g}"
+    return ""
 
-    TypeError when it is not a real number; ValueError when it is NaN or infinite.
+
+def check_real(
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    include_minimum: bool = True,
+    include_maximum: bool = True,
+) -> float:
+    """A finite real number (not a boolean, not an array) in the given interval, as a float.
+
+    Every scalar check of the lab is this one with its bounds: `check_number` (none),
+    `check_positive_number` (> 0 or >= 0), `check_in_interval` (two ends).
+    TypeError when `value` is not a real number; ValueError when it is NaN, infinite
+    or outside the interval. Messages read "lr must be a finite number > 0, got 0.0".
     """
+    where = _interval(minimum, maximum, include_minimum, include_maximum)
     if not _is_real(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise TypeError(f"{name} must be a finite number{where}, got {value!r}")
+    below = minimum is not None and (value < minimum if include_minimum else value <= minimum)
+    above = maximum is not None and (value > maximum if include_maximum else value >= maximum)
+    if not math.isfinite(value) or below or above:
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
     return float(value)
+
+
+def check_number(name: str, value) -> float:
+    """A finite real number (not a boolean), returned as a float (`check_real` unbounded)."""
+    return check_real(name, value)
 
 
 def check_positive_number(name: str, value, *, allow_zero: bool = False) -> float:
     """A finite real number > 0 (>= 0 with `allow_zero`), returned as a float.
 
     The scalar form of `check_positive`, for settings such as a step size or a learning
-    rate: TypeError for anything that is not a real number, ValueError otherwise.
+    rate (`check_real` with a lower bound).
     """
-    value = check_number(name, value)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return value
+    return check_real(name, value, minimum=0.0, include_minimum=allow_zero)
 
 
 def check_in_interval(
@@ -161,15 +189,10 @@ def check_in_interval(
     """A finite real number in the interval between `low` and `high`, ends as asked.
 
     `check_in_interval("confidence", c, 0, 1)` checks c in (0, 1);
-    `include_low=True` gives [0, 1), and so on. Returns the number as a float.
+    `include_low=True` gives [0, 1), and so on (`check_real` with two open-by-default
+    ends). Returns the number as a float.
     """
-    value = check_number(name, value)
-    above = value >= low if include_low else value > low
-    below = value <= high if include_high else value < high
-    if not (above and below):
-        interval = f"{'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return value
+    return check_real(name, value, minimum=low, maximum=high, include_minimum=include_low, include_maximum=include_high)
 
 
 def check_probability(name: str, value, *, include_ends: bool = True) -> float:

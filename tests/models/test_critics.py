@@ -122,25 +122,25 @@ def test_specs_are_frozen_and_hashable():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: BjorckGroupSortSpec(depth=0), "depth must be >= 1, got 0"),
-        (lambda: GradientPenaltyMLPSpec(depth=-2), "depth must be >= 1, got -2"),
+        (lambda: BjorckGroupSortSpec(depth=0), "depth must be an integer >= 1, got 0"),
+        (lambda: GradientPenaltyMLPSpec(depth=-2), "depth must be an integer >= 1, got -2"),
         (lambda: SpectralNormMLPSpec(depth=3, width=7), "width must be even.*got 7"),
-        (lambda: WeightClippingMLPSpec(depth=3, width=0), "width must be >= 2, got 0"),
+        (lambda: WeightClippingMLPSpec(depth=3, width=0), "width must be an integer >= 2, got 0"),
         (lambda: WeightClippingMLPSpec(depth=3, clip=-0.01), "clip must be > 0, got -0.01"),
         (lambda: WeightClippingMLPSpec(depth=3, clip=0.0), "clip must be > 0, got 0.0"),
         (
             lambda: GradientPenaltyMLPSpec(depth=3, penalty_weight=-1.0),
             "penalty_weight must be >= 0, got -1.0",
         ),
-        (lambda: BjorckGroupSortSpec(depth=3, iterations=0), "iterations must be >= 1, got 0"),
+        (lambda: BjorckGroupSortSpec(depth=3, iterations=0), "iterations must be an integer >= 1, got 0"),
         (lambda: BjorckGroupSortSpec(depth=3, beta=0.7), r"beta must be in \(0, 0.5\], got 0.7"),
         (
             lambda: SpectralNormMLPSpec(depth=3, power_iterations=0),
-            "power_iterations must be >= 1, got 0",
+            "power_iterations must be an integer >= 1, got 0",
         ),
         (
             lambda: BjorckGroupSortSpec(depth=3).build(jax.random.key(0), 0),
-            "in_dim must be >= 1, got 0",
+            "in_dim must be an integer >= 1, got 0",
         ),
     ],
 )
@@ -150,7 +150,7 @@ def test_bad_arguments_raise_naming_the_argument(make, message):
 
 
 def test_non_integer_depth_is_a_type_error():
-    with pytest.raises(TypeError, match="depth must be an integer, got 2.5"):
+    with pytest.raises(TypeError, match="depth must be an integer >= 1, got 2.5"):
         BjorckGroupSortSpec(depth=2.5)
 
 

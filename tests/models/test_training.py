@@ -373,7 +373,7 @@ def test_run_in_chunks_runs_the_host_rest_while_the_next_chunk_trains():
     [
         (lambda: AdamSpec(0.0), ValueError, "learning_rate must be a finite number > 0, got 0.0"),
         (lambda: AdamSpec(b1=1.0), ValueError, r"b1 must be a finite number in \[0, 1\), got 1.0"),
-        (lambda: AdamSpec(b2=True), ValueError, "b2 must be a finite number"),
+        (lambda: AdamSpec(b2=True), TypeError, "b2 must be a finite number"),
         (lambda: AdamSpec(clip_norm=-1.0), ValueError, "clip_norm must be a finite number > 0"),
         (lambda: EMA(1.0), ValueError, r"decay must be a finite number in \(0, 1\), got 1.0"),
         (lambda: EMA(0.0), ValueError, "decay"),

@@ -451,7 +451,7 @@ def test_sampler_components_run_at_their_budgets(data, key):
     assert out.samples.shape == (8, 2) and np.all(np.asarray(out.nfe) == 10)
     with pytest.raises(ValueError, match=r"n_steps must be an integer <= 1000, got 1001"):
         DDPMSampler().sample(model, x, key=key, budget=Steps(1001))
-    with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\], got 1\.5"):
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\], got 1\.5"):
         DDIMSampler(eta=1.5)
 
 
@@ -483,7 +483,7 @@ def test_bad_arguments_are_named_before_any_compute(data, call, match):
         (lambda s, x: probability_flow(SDE, s, x.astype(jnp.int32), n_steps=10), r"x_init must be floating point, got dtype int32"),
         (lambda s, x: ddpm_ancestral(LinearBetaSchedule(), None, x, key=None), r"key must be a JAX PRNG key, got None"),
         (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta=0.5), r"key must be a JAX PRNG key, got None"),
-        (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta="0"), r"eta must be a finite number, got '0'"),
+        (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta="0"), r"eta must be a finite number in \[0, 1\], got '0'"),
     ],
 )
 def test_arguments_of_the_wrong_kind_are_type_errors(data, call, match):

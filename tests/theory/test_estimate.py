@@ -102,8 +102,8 @@ def test_sum_of_independent_adds_errors_in_quadrature():
     "build, shown",
     [
         (lambda: Quadrature(panels=0), r"panels must be an integer >= 1, got 0"),
-        (lambda: Quadrature(tail=0.0), r"tail must be > 0, got 0\.0"),
-        (lambda: Quadrature(tail=np.nan), r"tail must be > 0, got nan"),
+        (lambda: Quadrature(tail=0.0), r"tail must be a finite number > 0, got 0\.0"),
+        (lambda: Quadrature(tail=np.nan), r"tail must be a finite number > 0, got nan"),
         (lambda: MonteCarlo(n=1), r"n must be an integer >= 2, got 1"),
     ],
 )
@@ -245,8 +245,8 @@ def test_binomial_proportion_interval_matches_the_beta_quantiles():
         ((-1, 2), {}, ValueError, r"count must be an integer >= 0, got -1"),
         ((1, 0), {}, ValueError, r"n must be an integer >= 1, got 0"),
         ((1, 2.0), {}, TypeError, r"n must be an integer >= 1, got 2\.0"),
-        ((1, 2), {"confidence": 1.0}, ValueError, r"confidence must be a number in \(0, 1\), got 1\.0"),
-        ((1, 2), {"confidence": "high"}, TypeError, r"confidence must be a finite number, got 'high'"),
+        ((1, 2), {"confidence": 1.0}, ValueError, r"confidence must be a finite number in \(0, 1\), got 1\.0"),
+        ((1, 2), {"confidence": "high"}, TypeError, r"confidence must be a finite number in \(0, 1\), got 'high'"),
     ],
 )
 def test_binomial_proportion_rejects_bad_input(args, kwargs, error, shown):

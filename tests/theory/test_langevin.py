@@ -219,7 +219,7 @@ def test_single_level_schedule_is_sigma_min():
         ((20.0, 1.0, 0), ValueError, "n_levels must be an integer >= 1"),
         ((float("nan"), 1.0, 10), ValueError, "sigma_max must be a finite number"),
         ((20.0, 1.0, 10.0), TypeError, r"n_levels must be an integer >= 1, got 10\.0"),
-        (("20", 1.0, 10), TypeError, r"sigma_max must be a finite number, got '20'"),
+        (("20", 1.0, 10), TypeError, r"sigma_max must be a finite number > 0, got '20'"),
     ],
 )
 def test_schedule_rejects_bad_levels(arguments, error, message):
@@ -334,7 +334,7 @@ def test_clopper_pearson_interval_holds_its_estimate_and_widens_with_confidence(
 def test_binomial_proportion_rejects_impossible_counts():
     with pytest.raises(ValueError, match="count must be an integer <= 3, got 4"):
         binomial_proportion(4, 3)
-    with pytest.raises(ValueError, match=r"confidence must be a number in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"confidence must be a finite number in \(0, 1\)"):
         binomial_proportion(1, 3, confidence=1.0)
 
 

@@ -43,8 +43,8 @@ def test_far_away_samples_are_near_no_mode():
     [
         ({"samples": np.zeros((5, 3))}, "samples must have shape"),
         ({"samples": np.full((5, 2), np.nan)}, "samples must be finite"),
-        ({"samples": np.zeros((5, 2)), "radius": -1.0}, "radius must be > 0, got -1.0"),
-        ({"samples": np.zeros((5, 2)), "coverage_fraction": 0.0}, "coverage_fraction must be in"),
+        ({"samples": np.zeros((5, 2)), "radius": -1.0}, "radius must be a finite number > 0, got -1.0"),
+        ({"samples": np.zeros((5, 2)), "coverage_fraction": 0.0}, "coverage_fraction must be a finite number in"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, match):

@@ -143,8 +143,10 @@ def test_quadrature_refuses_a_grid_larger_than_max_nodes():
 
 
 def test_quadrature_rejects_a_bad_panels_per_sd():
-    for bad in (0.0, -1.0, math.nan, math.inf, "2"):
+    for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match=r"panels_per_sd must be a finite number > 0, got"):
             theory.Quadrature(panels_per_sd=bad)
+    with pytest.raises(TypeError, match=r"panels_per_sd must be a finite number > 0, got '2'"):
+        theory.Quadrature(panels_per_sd="2")
     with pytest.raises(ValueError, match=r"max_nodes must be an integer >= 1, got 0"):
         theory.Quadrature(max_nodes=0)

@@ -267,14 +267,14 @@ def test_check_number_and_positive_number():
 def test_check_in_interval_names_the_ends_it_includes():
     assert check_in_interval("c", 0.5, 0.0, 1.0) == 0.5
     assert check_in_interval("t_end", 0.0, 0.0, 1.0, include_low=True) == 0.0
-    with pytest.raises(ValueError, match=r"c must be a number in \(0, 1\), got 1\.0"):
+    with pytest.raises(ValueError, match=r"c must be a finite number in \(0, 1\), got 1\.0"):
         check_in_interval("c", 1.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"f must be a number in \(0, 1\], got 0\.0"):
+    with pytest.raises(ValueError, match=r"f must be a finite number in \(0, 1\], got 0\.0"):
         check_in_interval("f", 0.0, 0.0, 1.0, include_high=True)
     assert check_probability("eta", 1.0) == 1.0 and check_probability("eta", 0) == 0.0
-    with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\], got 1\.5"):
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\], got 1\.5"):
         check_probability("eta", 1.5)
-    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\), got 0\.0"):
+    with pytest.raises(ValueError, match=r"p must be a finite number in \(0, 1\), got 0\.0"):
         check_probability("p", 0.0, include_ends=False)
 
 
