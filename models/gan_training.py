@@ -40,7 +40,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
 from models.gan_objectives import AbstractGANObjective
 from models import sharding
-from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas
+from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas  # re-exported
 from models.training import (
     AbstractBatchSource,
     AdamSpec,
@@ -49,7 +49,7 @@ from models.training import (
     adversarial_start,
     check_adam_settings,
     init_train_state,
-    opponent_values as discriminator_values,
+    opponent_values as discriminator_values,  # re-exported under the GAN's name
     scan_steps,
     train,
 )

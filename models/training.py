@@ -46,7 +46,6 @@ References:
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,9 +90,9 @@ PARAM_DTYPE = jnp.float32
 def check_adam_settings(settings, *, rates: Sequence[str], decays: Sequence[str], counts: Sequence[str] = ()) -> None:
     """Validate the Adam fields of a settings object (the GAN, WGAN and oracle trainings).
 
-    The same checks, and so the same messages, as every other setting: ``check_real``
-    for the rates and decays (those of ``AdamSpec``), ``theory.validation.check_count``
-    for the counts.
+    The same checks, and so the same messages, as every other setting:
+    ``theory.validation.check_real`` for the rates and decays (as in ``AdamSpec``),
+    ``theory.validation.check_count`` for the counts.
 
     Args:
         settings: the object whose attributes are checked.
@@ -103,8 +102,9 @@ def check_adam_settings(settings, *, rates: Sequence[str], decays: Sequence[str]
 
     Raises:
         ValueError: naming the field, the constraint and the value (a rate or decay
-            that is not a finite number in range, a count below 1).
-        TypeError: a count that is not an integer (a float, a bool).
+            that is not finite or out of range, a count below 1).
+        TypeError: a rate or decay that is not a real number, a count that is not an
+            integer (a bool is neither).
     """
     for name in rates:
         check_real(name, getattr(settings, name), minimum=0.0, include_minimum=False)

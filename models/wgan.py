@@ -27,9 +27,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from models import sharding
 from models.critics import AbstractCriticSpec
-from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas
+from models.generator import MLPGeneratorSpec, sample_replicas as sample_replicas  # re-exported
 from models.training import adversarial_start, all_finite, check_adam_settings
-from models.training import opponent_values as critic_values
+from models.training import opponent_values as critic_values  # re-exported under the WGAN's name
 from theory.validation import check_count
 
 
