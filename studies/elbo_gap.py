@@ -146,10 +146,10 @@ class Config:
                                  f"got {self.n_gap_points} and {self.n_iwae_points}")
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size must be <= n_train={self.n_train}, got {self.batch_size}")
-        VAETraining(learning_rate=self.learning_rate, batch_size=self.batch_size)
+        self.training()  # the optimiser's own checks
 
     def training(self) -> VAETraining:
-        return VAETraining(learning_rate=self.learning_rate, batch_size=self.batch_size)
+        return kit.component_from(VAETraining, self)
 
     def vae_models(self) -> list["ModelCoords"]:
         """Every distinct VAE of the four sweeps, each once (a model in two sweeps is one cell)."""
