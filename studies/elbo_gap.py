@@ -70,6 +70,7 @@ from theory.latent_evidence import (
     log_evidence_values,
     optimal_gaussian_posterior,
 )
+from theory.validation import check_positive_number
 
 FAMILIES: dict[str, AbstractGaussianFamily] = {"factorised": FactorisedGaussian(), "full": FullCovarianceGaussian()}
 """Command-line names of the posterior families."""
@@ -146,10 +147,10 @@ class Config:
                                  f"got {self.n_gap_points} and {self.n_iwae_points}")
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size must be <= n_train={self.n_train}, got {self.batch_size}")
-        VAETraining(learning_rate=self.learning_rate, batch_size=self.batch_size)
+        self.training()  # the optimiser's own checks
 
     def training(self) -> VAETraining:
-        return VAETraining(learning_rate=self.learning_rate, batch_size=self.batch_size)
+        return kit.component_from(VAETraining, self)
 
     def vae_models(self) -> list["ModelCoords"]:
         """Every distinct VAE of the four sweeps, each once (a model in two sweeps is one cell)."""
@@ -256,8 +257,7 @@ def closed_form_kl_per_dim(eigenvalues, noise_variance: float) -> np.ndarray:
         Float64 array (k,), nats, in the order of `eigenvalues`.
     """
     eigenvalues = np.asarray(eigenvalues, np.float64)
-    if not (noise_variance > 0 and math.isfinite(noise_variance)):
-        raise ValueError(f"noise_variance must be a finite number > 0, got {noise_variance!r}")
+    check_positive_number("noise_variance", noise_variance)
     if np.any(~np.isfinite(eigenvalues)) or np.any(eigenvalues <= 0):
         raise ValueError(f"eigenvalues must be finite and > 0, got {eigenvalues}")
     return 0.5 * np.log(np.maximum(eigenvalues / noise_variance, 1.0))

@@ -121,8 +121,7 @@ class Config(WGANSettings):
         self.oracle_training()
 
     def oracle_training(self) -> OracleTraining:
-        return OracleTraining(loss=self.oracle_loss, lr=self.lr_generator, adam_b1=self.adam_b1,
-                              adam_b2=self.adam_b2, batch_size=self.oracle_batch_size)
+        return kit.component_from(OracleTraining, self, loss="oracle_loss", lr="lr_generator", batch_size="oracle_batch_size")
 
     def pairs(self) -> list[tuple[int, int]]:
         """The (p, q) trained: every pair of the grid."""

@@ -295,14 +295,7 @@ class Config:
         self.training()  # the optimiser's own checks
 
     def training(self) -> GANTraining:
-        return GANTraining(
-            lr_discriminator=self.lr_discriminator,
-            lr_generator=self.lr_generator,
-            adam_b1=self.adam_b1,
-            adam_b2=self.adam_b2,
-            discriminator_steps=self.discriminator_steps,
-            batch_size=self.batch_size,
-        )
+        return kit.component_from(GANTraining, self)
 
     def generator(self) -> MLPGeneratorSpec:
         return MLPGeneratorSpec(depth=self.generator_depth, width=self.generator_width, latent_dim=self.latent_dim,

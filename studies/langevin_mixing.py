@@ -27,10 +27,11 @@ is driven by the same noise.
 Cells and keys. A cell is one swept value (all seeds vmapped inside it); its keys come
 from its coordinates only (kit.Keys: seed, initial law, chain count, ...), so removing
 a value from a sweep leaves every other cell bit-identical, and a sweep value equal to
-the baseline's reproduces the baseline's numbers. Each seed's score network is a kit
-artifact, trained once and verified on load (every seed's network is trained in one
-program vmapped over the seeds, split over `--devices`); a diverged training (or non-finite
-samples) saves the cells that need it as diverged and the sweep goes on.
+the baseline's reproduces the baseline's numbers. Every seed's score network is trained
+in one program vmapped over the seeds (split over `--devices`) and saved as one kit
+artifact (score_networks.eqx, verified on load); each seed's network is its own artifact
+sliced from it; a diverged training (or non-finite samples) saves the cells that need that
+seed's network as diverged and the sweep goes on.
 
     python -m studies.langevin_mixing                       # quick preset (the README figure)
     python -m studies.langevin_mixing --preset ncsn-code    # the public code's full sweeps
@@ -54,7 +55,7 @@ import pandas as pd
 import theory
 from models.score_network import DSMTraining, ScoreMLPSpec, score_at_level, train_dsm_replicas
 from models.sharding import mesh_for
-from models.training import EMA, AdamSpec
+from models.training import AdamSpec
 from studies import kit
 from studies.kit import config_field
 from theory.langevin import (
@@ -275,16 +276,11 @@ DEFAULT_TRAINING = DSMTraining(optimiser=AdamSpec(1e-3), steps=10_000, batch_siz
 """The quick preset's score-network training (the NCSN toy runner's settings)."""
 
 
-def _parse_ema(text: str) -> EMA | None:
-    """'none' (no average) or a decay in (0, 1)."""
-    return None if text.strip().lower() == "none" else EMA(float(text))
-
-
 TRAINING_OVERRIDES = kit.Overrides(
     keys={"lr": "optimiser.learning_rate", "b1": "optimiser.b1", "b2": "optimiser.b2", "steps": "steps",
           "batch-size": "batch_size", "record-every": "record_every", "ema": "ema", "clip-norm": "optimiser.clip_norm"},
-    convert={"ema": _parse_ema},
-    spell={"ema": lambda ema: "none" if ema is None else f"{ema.decay:g}"},
+    convert={"ema": kit.parse_ema},
+    spell={"ema": kit.ema_text},
 )
 """``--training lr=1e-3,steps=10000,...``: changes of the chosen preset's DSMTraining."""
 
@@ -784,40 +780,51 @@ def _trajectory_rows(config: Config, sampling: _Sampling) -> list[dict[str, Any]
     return rows
 
 
-def _train_networks(config: Config, mesh):
+_NETWORKS = "score_networks.eqx"
+"""The artifact of every seed's (TrainedScore, diverged_at), stacked over the seeds."""
+
+
+def _networks_artifact(config: Config, mesh) -> kit.Artifact:
     """Every seed's DSM training as one program vmapped over the seeds (split over `mesh`'s
     devices): replica r runs the arithmetic ``train_dsm`` would run for seed r alone (its
     own init and batch keys), so the device count changes a network by float32 rounding
-    at most."""
-    keys, seeds = kit.Keys(config.seed), [{"seed": s} for s in config.seeds()]
-    models = eqx.filter_vmap(lambda key: config.network.build(key, DIM))(keys.stack("network-init", seeds))
-    return train_dsm_replicas(models, eqx.Partial(config.noise_family.sample_base, theory.ncsn_two_modes()),
-                              config.schedule.sigmas(), keys=keys.stack("dsm-batches", seeds), training=config.training,
-                              mesh=mesh)
+    at most. Its value: (TrainedScore, first non-finite step or -1) per seed, stacked."""
 
-
-def _network_artifact(config: Config, seed: int, networks: kit.TrainedTogether) -> kit.Artifact:
-    """The score network of one seed, trained by DSM; raises Diverged if training did."""
-    records = config.training.steps // config.training.record_every
-
-    def build(progress: kit.Progress) -> TrainedScore:
+    def build(progress: kit.Progress) -> tuple[TrainedScore, jax.Array]:
+        keys, seeds = kit.Keys(config.seed), [{"seed": s} for s in config.seeds()]
         with progress.phase("train network"):
-            trained = networks(seed)
-            diverged_at = int(trained.diverged_at)
+            models = eqx.filter_vmap(lambda key: config.network.build(key, DIM))(keys.stack("network-init", seeds))
+            trained = train_dsm_replicas(models, eqx.Partial(config.noise_family.sample_base, theory.ncsn_two_modes()),
+                                         config.schedule.sigmas(), keys=keys.stack("dsm-batches", seeds),
+                                         training=config.training, mesh=mesh)
+        return (TrainedScore(model=trained.model, steps=jnp.asarray(trained.steps, jnp.int32),
+                             losses=jnp.asarray(trained.losses, jnp.float32)), trained.diverged_at)
+
+    return kit.replicas_artifact(_NETWORKS, build, lambda: (_trained_score_template(config), jnp.zeros((), jnp.int32)),
+                                 replicas=config.seeds(), needs=("progress",))
+
+
+def _trained_score_template(config: Config) -> TrainedScore:
+    records = config.training.steps // config.training.record_every
+    return TrainedScore(model=config.network.build(jax.random.key(0), DIM),
+                        steps=jnp.zeros(records, jnp.int32), losses=jnp.zeros(records, jnp.float32))
+
+
+def _network_artifact(config: Config, seed: int) -> kit.Artifact:
+    """The score network of one seed, its slice of the seeds' training; raises Diverged if its training did."""
+
+    def build(**needs) -> TrainedScore:
+        trained, diverged_at = needs[_NETWORKS].of(seed)
+        diverged_at = int(diverged_at)
         if diverged_at >= 0:
             raise kit.Diverged(f"DSM training of seed {seed} diverged at step {diverged_at} "
                                f"(lr {config.training.optimiser.learning_rate:g})")
         leaves = jax.tree.leaves(eqx.filter(trained.model, eqx.is_inexact_array))
         if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves):
             raise kit.Diverged(f"DSM training of seed {seed}: non-finite parameters")
-        return TrainedScore(model=trained.model, steps=jnp.asarray(trained.steps, jnp.int32),
-                            losses=jnp.asarray(trained.losses, jnp.float32))
+        return trained
 
-    def like() -> TrainedScore:
-        return TrainedScore(model=config.network.build(jax.random.key(0), DIM),
-                            steps=jnp.zeros(records, jnp.int32), losses=jnp.zeros(records, jnp.float32))
-
-    return kit.equinox_artifact(_network_name(seed), build, like, needs=("progress",))
+    return kit.equinox_artifact(_network_name(seed), build, lambda: _trained_score_template(config), needs=(_NETWORKS,))
 
 
 def _network_name(seed: int) -> str:
@@ -941,13 +948,13 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
     """The study's cells, in order, and the artifacts (one network per seed) they need;
     the seeds' networks are trained together, split over `devices` local devices (0: all)."""
     mesh = mesh_for(devices)
-    networks = kit.TrainedTogether(config.seeds(), lambda: _train_networks(config, mesh))
     result = [kit.Cell("baseline", functools.partial(_baseline_cell, config), needs=("progress",),
                        coords={"sweep": "baseline"})]
     artifacts = []
     if config.learned:
+        artifacts.append(_networks_artifact(config, mesh))
         for seed in config.seeds():
-            artifacts.append(_network_artifact(config, seed, networks))
+            artifacts.append(_network_artifact(config, seed))
             result.append(kit.Cell(
                 f"learned_seed={seed}",
                 lambda progress, seed=seed, **nets: _learned_cell(config, seed, progress, nets[_network_name(seed)]),

@@ -36,11 +36,13 @@ chain (linear betas 1e-4 -> 0.02, reading the same network through
 Cells: ``floor``; per seed ``training_seed=S``, ``fisher_seed=S`` (Fisher divergence and
 the bound), ``sampler=LABEL_score=KIND_seed=S`` (every budget of one sampler, one score,
 one seed) and ``trajectories``. Keys come from coordinates only (kit.Keys), so removing a
-sampler or a seed leaves every other cell bit-identical. The network of seed S is the
-artifact ``network_seed=S`` (saved with its checksum); a diverged training (non-finite
-loss or weights, or a final loss above DIVERGED_LOSS) is recorded as diverged, and so are
-the cells that need it, while the exact-score cells still run. A sampler whose solver
-fails (diffrax's max-steps error) or returns non-finite or exploded samples is diverged.
+sampler or a seed leaves every other cell bit-identical. Every seed's network is trained
+in one vmapped program and saved as the artifact ``networks.eqx``; the network of seed S
+is the artifact ``network_seed=S``, its slice (each saved with its checksum, verified on
+load); a diverged training (non-finite loss or weights, or a final loss above
+DIVERGED_LOSS) is recorded as diverged, and so are the cells that need it, while the
+exact-score cells still run. A sampler whose solver fails (diffrax's max-steps error) or
+returns non-finite or exploded samples is diverged.
 Protocol: shared/reference/protocols.md, "Diffusion and score SDEs".
 
     python -m studies.reverse_diffusion                  # quick preset: 51 cells, ~4 min CPU time (measured)
@@ -256,17 +258,11 @@ DEFAULT_TRAINING = EpsilonTraining(
     optimiser=AdamSpec(1e-3, clip_norm=1.0), steps=6000, batch_size=512, t_min=1e-3, ema=EMA(0.999), record_every=500
 )
 
-def _parse_ema(text: str) -> EMA | None:
-    """0 or 'none' (no average), or a decay in (0, 1)."""
-    value = text.strip().lower()
-    return None if value in ("none", "0", "0.0") else EMA(float(value))
-
-
 TRAINING_OVERRIDES = kit.Overrides(
     keys={"learning_rate": "optimiser.learning_rate", "steps": "steps", "batch_size": "batch_size",
           "t_min": "t_min", "ema": "ema", "record_every": "record_every"},
-    convert={"ema": _parse_ema},
-    spell={"ema": lambda ema: "none" if ema is None else f"{ema.decay:g}"},
+    convert={"ema": kit.parse_ema},
+    spell={"ema": kit.ema_text},
 )
 """``--training steps=30000,learning_rate=5e-4``: changes of the chosen preset's EpsilonTraining."""
 
@@ -502,45 +498,56 @@ def _network_template(config: Config) -> EpsilonNetwork:
     return config.network.build(jax.random.key(0), DIM, config.sde)
 
 
-def _train_networks(config: Config, keys: kit.Keys, mesh, progress: kit.Progress):
+_NETWORKS = "networks.eqx"
+"""The artifact of every seed's (network, steps, losses, diverged_at), stacked over the seeds."""
+
+
+def _networks_artifact(config: Config, keys: kit.Keys, mesh) -> kit.Artifact:
     """Every seed's training, one program per block of steps vmapped over the seeds (split
     over `mesh`'s devices): replica r runs the arithmetic ``train_epsilon_network`` would
     run for seed r alone (its own init and batch keys), so the device count changes a
-    network by float32 rounding at most."""
-    training, started, seeds = config.training, time.perf_counter(), [{"seed": s} for s in config.seeds]
+    network by float32 rounding at most. Its value per seed: the EMA weights (or the last
+    iterate), the block ends and losses, and the first non-finite step (-1 if none)."""
+    training = config.training
 
-    def on_block(step, loss):
-        if step % max(training.steps // 5, training.record_every) == 0:
-            progress.update(step=step, total_steps=training.steps, loss=loss, elapsed_s=time.perf_counter() - started)
+    def build(progress: kit.Progress):
+        started, seeds = time.perf_counter(), [{"seed": s} for s in config.seeds]
 
-    networks = eqx.filter_vmap(lambda key: config.network.build(key, DIM, config.sde))(keys.stack("init", seeds))
-    return train_epsilon_networks(networks, _target(config).sample, keys=keys.stack("train", seeds), training=training,
-                                  on_block=on_block, mesh=mesh)
+        def on_block(step, loss):
+            if step % max(training.steps // 5, training.record_every) == 0:
+                progress.update(step=step, total_steps=training.steps, loss=loss, elapsed_s=time.perf_counter() - started)
 
+        with progress.phase("train"):
+            networks = eqx.filter_vmap(lambda key: config.network.build(key, DIM, config.sde))(keys.stack("init", seeds))
+            result = train_epsilon_networks(networks, _target(config).sample, keys=keys.stack("train", seeds),
+                                            training=training, on_block=on_block, mesh=mesh)
+        network = result.model if result.ema_model is None else result.ema_model
+        return (network, jnp.asarray(result.steps, jnp.int32), jnp.asarray(result.losses, jnp.float32), result.diverged_at)
 
-def _train_network(config: Config, networks: kit.TrainedTogether, seed: int, progress: kit.Progress):
-    """(network, steps, losses): the EMA weights (or the last iterate) and the block losses.
-    Raises kit.Diverged on a non-finite loss or weights, or a final loss above DIVERGED_LOSS."""
-    with progress.phase("train"):
-        result = networks(seed, progress)
-    network = result.model if result.ema_model is None else result.ema_model
-    losses = np.asarray(result.losses, np.float64)
-    finite_weights = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(eqx.filter(network, eqx.is_array)))
-    if int(result.diverged_at) >= 0 or not np.all(np.isfinite(losses)) or not finite_weights:
-        raise kit.Diverged(f"seed {seed}: non-finite loss or weights (first non-finite step {int(result.diverged_at)})")
-    if losses[-1] > DIVERGED_LOSS:
-        raise kit.Diverged(f"seed {seed}: final simple loss {losses[-1]:.3g} > {DIVERGED_LOSS:g} (predicting 0 scores {DIM})")
-    return network, jnp.asarray(result.steps, jnp.int32), jnp.asarray(losses, jnp.float32)
+    return kit.replicas_artifact(_NETWORKS, build, lambda: (*_network_value_template(config), jnp.zeros((), jnp.int32)),
+                                 replicas=config.seeds, needs=("progress",))
 
 
-def _network_artifact(config: Config, networks: kit.TrainedTogether, seed: int) -> kit.Artifact:
+def _network_value_template(config: Config) -> tuple[EpsilonNetwork, jax.Array, jax.Array]:
     n_blocks = config.training.steps // config.training.record_every
-    return kit.equinox_artifact(
-        f"network_seed={seed}.eqx",
-        lambda progress: _train_network(config, networks, seed, progress),
-        lambda: (_network_template(config), jnp.zeros(n_blocks, jnp.int32), jnp.zeros(n_blocks, jnp.float32)),
-        needs=("progress",),
-    )
+    return _network_template(config), jnp.zeros(n_blocks, jnp.int32), jnp.zeros(n_blocks, jnp.float32)
+
+
+def _network_artifact(config: Config, seed: int) -> kit.Artifact:
+    """(network, steps, losses) of one seed, its slice of the seeds' training. Raises
+    kit.Diverged on a non-finite loss or weights, or a final loss above DIVERGED_LOSS."""
+
+    def build(**needs):
+        network, steps, losses, diverged_at = needs[_NETWORKS].of(seed)
+        losses = np.asarray(losses, np.float64)
+        finite_weights = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(eqx.filter(network, eqx.is_array)))
+        if int(diverged_at) >= 0 or not np.all(np.isfinite(losses)) or not finite_weights:
+            raise kit.Diverged(f"seed {seed}: non-finite loss or weights (first non-finite step {int(diverged_at)})")
+        if losses[-1] > DIVERGED_LOSS:
+            raise kit.Diverged(f"seed {seed}: final simple loss {losses[-1]:.3g} > {DIVERGED_LOSS:g} (predicting 0 scores {DIM})")
+        return network, steps, jnp.asarray(losses, jnp.float32)
+
+    return kit.equinox_artifact(_network_name(seed), build, lambda: _network_value_template(config), needs=(_NETWORKS,))
 
 
 # --------------------------------------------------------------------------------------
@@ -820,8 +827,7 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
     together, split over `devices` local devices (0: all)."""
     keys = kit.Keys(config.seed)
     mesh = mesh_for(devices)
-    networks = kit.TrainedTogether(config.seeds, lambda progress: _train_networks(config, keys, mesh, progress))
-    artifacts = [_network_artifact(config, networks, seed) for seed in config.seeds]
+    artifacts = [_networks_artifact(config, keys, mesh), *(_network_artifact(config, seed) for seed in config.seeds)]
     result = [kit.Cell("floor", lambda: _floor_cell(config, keys))]
     for seed in config.seeds:
         name = _network_name(seed)

@@ -95,14 +95,7 @@ class WGANSettings:
         self.generator(1)
 
     def training(self) -> WGANTraining:
-        return WGANTraining(
-            lr_critic=self.lr_critic,
-            lr_generator=self.lr_generator,
-            adam_b1=self.adam_b1,
-            adam_b2=self.adam_b2,
-            critic_steps=self.critic_steps,
-            batch_size=self.batch_size,
-        )
+        return kit.component_from(WGANTraining, self)
 
     def generator(self, depth: int) -> MLPGeneratorSpec:
         return MLPGeneratorSpec(depth=depth, width=self.generator_width, latent_dim=self.latent_dim, latent=self.latent)

@@ -1,13 +1,15 @@
 """The study kit: what every study shares, each file one concern.
 
 - ``config``: :func:`config_field` (meaning, bounds, command-line parser),
-  :func:`check_fields`, canonical JSON and the config hash.
-- ``cli``: the tyro command line, :func:`parse_config`, :func:`main`, :class:`Runtime`.
+  :func:`check_fields`, :func:`component_from`, canonical JSON and the config hash.
+- ``cli``: the tyro command line, :func:`parse_config`, :func:`main`, :class:`Runtime`,
+  :class:`Overrides` and the EMA spelling shared by trainings (:func:`parse_ema`, :func:`ema_text`).
 - ``store``: :class:`ResultStore`, the run directory (verified cells, artifacts, lock,
   sessions) and the errors it raises.
 - ``provenance``: git revision, package versions, machine and devices.
 - ``progress``: :class:`Progress`, lines with an ETA and phase timers.
-- ``cells``: :class:`Cell`, :class:`Artifact`, :class:`Diverged`, :func:`run_cells`.
+- ``cells``: :class:`Cell`, :class:`Artifact` (:func:`equinox_artifact`, :func:`replicas_artifact`),
+  :class:`Diverged`, :func:`run_cells`.
 - ``stats``: intervals over replicates, paired differences, pooled proportions.
 - ``keys``: :class:`Keys`, named PRNG key streams from coordinates only.
 - ``results``: :class:`Results` and :func:`finish`, the end of every run.
@@ -20,16 +22,20 @@ a study".
 from studies.kit.cells import Artifact as Artifact
 from studies.kit.cells import Cell as Cell
 from studies.kit.cells import Diverged as Diverged
-from studies.kit.cells import TrainedTogether as TrainedTogether
+from studies.kit.cells import Replicas as Replicas
 from studies.kit.cells import equinox_artifact as equinox_artifact
+from studies.kit.cells import replicas_artifact as replicas_artifact
 from studies.kit.cells import run_cells as run_cells
 from studies.kit.cli import Invocation as Invocation
 from studies.kit.cli import Overrides as Overrides
 from studies.kit.cli import Runtime as Runtime
+from studies.kit.cli import ema_text as ema_text
 from studies.kit.cli import main as main
 from studies.kit.cli import parse_config as parse_config
+from studies.kit.cli import parse_ema as parse_ema
 from studies.kit.config import TRAINING_LIMITS as TRAINING_LIMITS
 from studies.kit.config import check_fields as check_fields
+from studies.kit.config import component_from as component_from
 from studies.kit.config import config_field as config_field
 from studies.kit.config import config_hash as config_hash
 from studies.kit.config import config_to_dict as config_to_dict
@@ -69,6 +75,7 @@ __all__ = [
     "Keys",
     "Overrides",
     "Progress",
+    "Replicas",
     "ResultStore",
     "Results",
     "Run",
@@ -76,12 +83,13 @@ __all__ = [
     "RunLockedError",
     "Runtime",
     "TRAINING_LIMITS",
-    "TrainedTogether",
     "WrongStudyError",
     "check_fields",
+    "component_from",
     "config_field",
     "config_hash",
     "config_to_dict",
+    "ema_text",
     "equinox_artifact",
     "finish",
     "format_duration",
@@ -91,8 +99,10 @@ __all__ = [
     "over_replicates",
     "paired_difference",
     "parse_config",
+    "parse_ema",
     "pooled_proportion",
     "print_tables",
+    "replicas_artifact",
     "rows_to_frame",
     "run_cells",
     "slope_over_replicates",

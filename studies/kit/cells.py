@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Artifact", "Cell", "Diverged", "TrainedTogether", "equinox_artifact", "run_cells"]
+__all__ = ["Artifact", "Cell", "Diverged", "Replicas", "equinox_artifact", "replicas_artifact", "run_cells"]
 
 _BUILT_INS = ("progress",)
 
@@ -82,36 +82,26 @@ class Cell:
     coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class TrainedTogether:
-    """A training of every replica at once (one vmapped program, sharded over devices),
-    run the first time any replica's artifact is built and then handed out per replica.
-
-    Each replica keeps its own artifact (saved, verified and resumed on its own), while
-    the compute runs once for all: ``train(*args)`` returns a pytree whose arrays carry
-    the replica axis first, in the order of `replicas`, and ``self(replica, *args)`` is
-    that replica's slice. Resuming after some replicas were saved trains all of them
-    again and keeps the missing ones: the same program on the same replicas, so the
-    same numbers as an uninterrupted run.
+@dataclasses.dataclass(frozen=True)
+class Replicas:
+    """Every replica's value stacked on a leading axis (the value of a :func:`replicas_artifact`).
 
     Args:
-        replicas: the replica labels (seeds), in the order of the replica axis.
-        train: (*args) -> the stacked result; args are those of the first call (e.g. the
-            progress of the artifact that triggered it).
+        labels: the replica labels (seeds), in the order of the replica axis.
+        stacked: a pytree whose arrays carry the replica axis first.
     """
 
-    def __init__(self, replicas, train: Callable[..., Any]):
-        self.replicas, self.train, self.result = list(replicas), train, None
+    labels: tuple[Any, ...]
+    stacked: Any
 
-    def __call__(self, replica, *args) -> Any:
-        """The slice of `replica` (trains every replica on the first call)."""
-        if replica not in self.replicas:
-            raise ValueError(f"replica must be one of {self.replicas}, got {replica!r}")
+    def of(self, label) -> Any:
+        """The slice of replica `label` (arrays without a replica axis, and non-arrays, as they are)."""
+        if label not in self.labels:
+            raise ValueError(f"replica must be one of {list(self.labels)}, got {label!r}")
         import jax  # as equinox_artifact: the kit itself imports no JAX until a study needs it
 
-        if self.result is None:
-            self.result = self.train(*args)
-        index = self.replicas.index(replica)
-        return jax.tree.map(lambda leaf: leaf[index] if hasattr(leaf, "ndim") and leaf.ndim else leaf, self.result)
+        index = self.labels.index(label)
+        return jax.tree.map(lambda leaf: leaf[index] if hasattr(leaf, "ndim") and leaf.ndim else leaf, self.stacked)
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -324,3 +314,41 @@ def equinox_artifact(name: str, build: Callable[..., Any], like: Callable[[], An
         return module
 
     return Artifact(name=name, build=build, encode=encode, decode=decode, needs=needs)
+
+
+def replicas_artifact(name: str, build: Callable[..., Any], like: Callable[[], Any], *, replicas: Sequence[Any],
+                      needs: tuple[str, ...] = ()) -> Artifact:
+    """An Equinox :class:`Artifact` holding every replica's value at once, as :class:`Replicas`.
+
+    For a training of all seeds as one vmapped program: the stacked result is built once
+    through the store like any artifact (saved with its SHA-256, verified on load, so a
+    resumed run reads it instead of training again), and what needs one seed names this
+    artifact in its ``needs`` and takes ``.of(seed)``; e.g. a per-seed artifact that checks
+    that seed's training for divergence.
+
+    Args:
+        name: its file name, e.g. ``"networks.eqx"``.
+        build: trains every replica; returns a pytree whose arrays carry the replica
+            axis first, in the order of `replicas`; called with what `needs` names.
+        like: returns ONE replica's value (the template its leaves are read into; every
+            array gains the replica axis).
+        replicas: the replica labels (seeds), in the order of the replica axis.
+        needs: what `build` takes.
+    """
+    labels = tuple(replicas)
+
+    def stacked_like() -> Any:
+        import jax
+        import jax.numpy as jnp
+
+        return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (len(labels), *leaf.shape)) if hasattr(leaf, "shape") else leaf,
+                            like())
+
+    stacked = equinox_artifact(name, build, stacked_like, needs=needs)
+    return Artifact(
+        name=name,
+        build=lambda **given: Replicas(labels, build(**given)),
+        encode=lambda value: stacked.encode(value.stacked),
+        decode=lambda data: Replicas(labels, stacked.decode(data)),
+        needs=needs,
+    )

@@ -32,7 +32,7 @@ from tyro.constructors import PrimitiveConstructorSpec
 from studies.kit.config import _strip_optional, _tuple_element, field_bounds_text, to_json_value, within_text
 from studies.kit.store import ConfigMismatchError, DamagedFileError, ResultStore, RunDirectoryError, RunLockedError, validate_cell_id
 
-__all__ = ["Invocation", "Overrides", "Runtime", "main", "parse_config"]
+__all__ = ["Invocation", "Overrides", "Runtime", "ema_text", "main", "parse_config", "parse_ema"]
 
 _RESERVED = {"preset", "run_name", "results_dir", "devices", "distributed"}
 
@@ -133,6 +133,40 @@ class Overrides:
             current = _get_path(value, path.split("."))
             parts.append(f"{key}={self.spell.get(key, _format)(current)}")
         return ",".join(parts)
+
+
+_EMA_EXPECTED = "'none' or 0 (no average), or a decay in (0, 1)"
+
+
+def parse_ema(text: str) -> Any:
+    """An ``Overrides`` ``convert=`` for a training's weight average: ``none`` or ``0`` -> None
+    (no average), a decay d in (0, 1) -> ``models.training.EMA(d)``.
+
+    Raises:
+        ValueError: naming ``ema`` and the text, for anything else (before any compute).
+    """
+    from models.training import EMA  # as the kit's other JAX users: imported when a study needs it
+
+    value = text.strip().lower()
+    if value == "none":
+        return None
+    try:
+        decay = _parse_float(value)
+    except ValueError:
+        raise ValueError(f"ema must be {_EMA_EXPECTED}, got {text!r}") from None
+    if decay == 0.0:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema must be {_EMA_EXPECTED}, got {text!r}")
+    return EMA(decay)
+
+
+def ema_text(ema: Any) -> str:
+    """The ``spell=`` inverse of :func:`parse_ema`: ``none``, or the decay written so that it reads back exactly."""
+    if ema is None:
+        return "none"
+    short = f"{ema.decay:g}"
+    return short if float(short) == ema.decay else repr(float(ema.decay))
 
 
 def _get_path(value: Any, path: Sequence[str]) -> Any:

@@ -29,6 +29,7 @@ __all__ = [
     "FLOAT32_MAX",
     "TRAINING_LIMITS",
     "check_fields",
+    "component_from",
     "config_field",
     "config_hash",
     "config_to_dict",
@@ -281,6 +282,50 @@ def _tuple_element(annotation: Any) -> Any:
         if len(arguments) == 2 and arguments[1] is Ellipsis:
             return arguments[0]
     return None
+
+
+# --------------------------------------------------------------------------------------
+# Components built from flat config fields
+
+
+def component_from(component: type, config: Any, **renamed: str) -> Any:
+    """A component built from its config's fields of the same names.
+
+    ``component_from(GANTraining, config)`` is ``GANTraining(lr_generator=config.lr_generator,
+    ...)`` over every field of ``GANTraining``: a config that keeps a component's settings as
+    flat fields (one command-line option each) gathers them here, in one place, instead of
+    copying them field by field.
+
+    Args:
+        component: a dataclass class (an Equinox Module is one).
+        config: the config instance (a dataclass) whose fields hold the values.
+        **renamed: component field -> the config field that holds it where the names differ,
+            e.g. ``lr="lr_generator"``.
+
+    Returns:
+        ``component(**{name: getattr(config, renamed.get(name, name)) for each init field})``;
+        the component's own checks run.
+
+    Raises:
+        TypeError: if `component` is not a dataclass class, a key of `renamed` is not one of
+            its fields, or `config` has no field for one of them (naming each).
+    """
+    if not (isinstance(component, type) and dataclasses.is_dataclass(component)):
+        raise TypeError(f"component must be a dataclass class (e.g. an Equinox Module), got {component!r}")
+    if not _is_dataclass_instance(config):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    names = [field.name for field in dataclasses.fields(component) if field.init]
+    unknown = sorted(set(renamed) - set(names))
+    if unknown:
+        raise TypeError(f"renamed names {unknown}, which are not fields of {component.__name__} (its fields: {names})")
+    available = {field.name for field in dataclasses.fields(config)}
+    sources = {name: renamed.get(name, name) for name in names}
+    missing = [source if source == name else f"{source} (for {name})"
+               for name, source in sources.items() if source not in available]
+    if missing:
+        raise TypeError(f"{type(config).__name__} has no field {', '.join(missing)} to build {component.__name__} from; "
+                        f"add the field or pass it renamed (component_from({component.__name__}, config, NAME='field'))")
+    return component(**{name: getattr(config, source) for name, source in sources.items()})
 
 
 # --------------------------------------------------------------------------------------

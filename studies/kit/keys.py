@@ -19,6 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from theory.validation import check_count
+
 __all__ = ["Keys"]
 
 
@@ -50,9 +52,7 @@ class Keys:
     """
 
     def __init__(self, root_seed: int):
-        if isinstance(root_seed, bool) or not isinstance(root_seed, numbers.Integral) or not 0 <= root_seed < 2**31:
-            raise ValueError(f"root_seed must be an integer in [0, 2**31), got {root_seed!r}")
-        self.root_seed = int(root_seed)
+        self.root_seed = check_count("root_seed", root_seed, minimum=0, maximum=2**31 - 1)
 
     def __call__(self, purpose: str, **coordinates: Any) -> jax.Array:
         """The key of ``purpose`` at ``coordinates`` (a typed JAX key array of shape ())."""

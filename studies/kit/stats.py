@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from theory.validation import check_in_interval
+
 __all__ = [
     "Interval",
     "late_mean",
@@ -87,8 +89,7 @@ def _fmt(x: float) -> str:
 
 
 def _check_level(level: float) -> None:
-    if not (isinstance(level, float) and 0 < level < 1):
-        raise ValueError(f"level must be a float in (0, 1), got {level!r}")
+    check_in_interval("level", level, 0.0, 1.0)
 
 
 def _t_interval(values: np.ndarray, n_diverged: int, level: float, method: str) -> Interval:
@@ -162,8 +163,7 @@ def pooled_proportion(successes: int, trials: int, *, level: float = 0.95) -> In
 
 def late_mean(values_in_step_order: Sequence[float] | np.ndarray, *, fraction: float = 0.25) -> float:
     """Mean of the last ``ceil(fraction * n)`` evaluations of one replicate (NaN if any is non-finite)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    check_in_interval("fraction", fraction, 0.0, 1.0, include_high=True)
     values = np.asarray(values_in_step_order, dtype=np.float64).reshape(-1)
     if values.size == 0:
         return math.nan

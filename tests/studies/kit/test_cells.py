@@ -137,17 +137,51 @@ def test_definitions_are_checked_before_anything_runs():
     assert ran == []
 
 
-def test_trained_together_trains_once_and_hands_out_each_replica():
+def _replica_artifacts(calls):
+    """A stacked training of seeds 10, 20, 30 and one per-seed artifact slicing it."""
+    import jax.numpy as jnp
+
+    def train(progress):
+        calls.append("train")
+        return {"w": jnp.arange(3.0, dtype=jnp.float32)[:, None] * jnp.ones(2, jnp.float32), "step": jnp.full(3, 7, jnp.int32)}
+
+    stacked = kit.replicas_artifact("all.eqx", train, lambda: {"w": jnp.zeros(2, jnp.float32), "step": jnp.int32(0)},
+                                    replicas=[10, 20, 30], needs=("progress",))
+    one = [kit.equinox_artifact(f"seed={s}.eqx", lambda s=s, **needs: needs["all.eqx"].of(s)["w"],
+                                lambda: jnp.zeros(2, jnp.float32), needs=("all.eqx",)) for s in (10, 20, 30)]
+    return [stacked, *one]
+
+
+def _seed_cell(seed):
+    return kit.Cell(f"c{seed}", lambda seed=seed, **needs: [{"value": float(needs[f"seed={seed}.eqx"][0])}],
+                    needs=(f"seed={seed}.eqx",))
+
+
+def test_replicas_artifact_trains_once_and_a_resumed_run_reads_it_from_the_store(tmp_path):
+    calls = []
+    first = kit.run_cells(_store(tmp_path / "r"), [_seed_cell(10), _seed_cell(30)], artifacts=_replica_artifacts(calls))
+    assert calls == ["train"] and list(first["value"]) == [0.0, 2.0]  # seed 30 is row 2 of the stack
+    record = json.loads((tmp_path / "r" / "artifacts" / "all.eqx.json").read_text())
+    assert record["status"] == "ok" and len(record["sha256"]) == 64
+    # A later session needing a seed not sliced yet reads the stack, verified, and trains nothing.
+    later = kit.run_cells(_store(tmp_path / "r"), [_seed_cell(10), _seed_cell(20), _seed_cell(30)],
+                          artifacts=_replica_artifacts(calls))
+    assert calls == ["train"] and list(later["value"]) == [0.0, 1.0, 2.0]
+    # Damaged stack: named, never used.
+    (tmp_path / "r" / "artifacts" / "seed=20.eqx").unlink()
+    (tmp_path / "r" / "artifacts" / "seed=20.eqx.json").unlink()
+    (tmp_path / "r" / "cells" / "c20.csv").unlink()
+    path = tmp_path / "r" / "artifacts" / "all.eqx"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(kit.DamagedFileError, match="all.eqx"):
+        kit.run_cells(_store(tmp_path / "r"), [_seed_cell(20)], artifacts=_replica_artifacts(calls))
+
+
+def test_replicas_slice_each_replica_and_refuse_an_unknown_one():
     import numpy as np
 
-    calls = []
-
-    def train(scale):
-        calls.append(scale)
-        return {"w": np.arange(3.0) * scale, "label": "shared"}
-
-    together = kit.TrainedTogether([10, 20, 30], train)
-    assert together(20, 2.0)["w"] == 2.0 and together(30, 99.0)["w"] == 4.0
-    assert together(10)["label"] == "shared" and calls == [2.0]  # trained once, by the first call's args
-    with pytest.raises(ValueError, match="replica must be one of"):
-        together(40)
+    replicas = kit.Replicas((10, 20, 30), {"w": np.arange(6.0).reshape(3, 2), "scalar": np.float32(1.0), "label": "shared"})
+    assert list(replicas.of(20)["w"]) == [2.0, 3.0]
+    assert replicas.of(30)["scalar"] == 1.0 and replicas.of(10)["label"] == "shared"  # no replica axis: as is
+    with pytest.raises(ValueError, match=r"replica must be one of \[10, 20, 30\], got 40"):
+        replicas.of(40)

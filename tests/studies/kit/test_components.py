@@ -98,3 +98,44 @@ def test_help_writes_components_briefly_with_the_chosen_presets_values(capsys):
     assert "lr=0.5,clip=1.0,steps=900,warm=false" in text
     assert "0.001,0.1" in text and "Optimiser(" not in text
     assert "steps in [1, 1000]" in text
+
+
+# --------------------------------------------------------------------------------------
+# The one EMA spelling of the diffusion studies' --training ema=...
+
+
+@pytest.mark.parametrize("text", ["none", " None ", "NONE", "0", "0.0", "0e0"])
+def test_parse_ema_reads_no_average_as_none(text):
+    assert kit.parse_ema(text) is None
+
+
+@pytest.mark.parametrize("text, decay", [("0.999", 0.999), (" 0.99 ", 0.99), ("0.9_999", 0.9999), ("5e-1", 0.5)])
+def test_parse_ema_reads_a_decay(text, decay):
+    from models.training import EMA
+
+    assert kit.parse_ema(text) == EMA(decay)
+
+
+@pytest.mark.parametrize("text", ["1", "1.5", "-0.1", "nan", "inf", "fast", ""])
+def test_parse_ema_names_the_argument_and_the_value(text):
+    with pytest.raises(ValueError, match=rf"ema must be 'none' or 0 \(no average\), or a decay in \(0, 1\), got {text!r}"):
+        kit.parse_ema(text)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.999, 0.9999999, 1 - 2**-30])
+def test_ema_text_reads_back_exactly(decay):
+    from models.training import EMA
+
+    assert kit.parse_ema(kit.ema_text(EMA(decay))) == EMA(decay)
+    assert kit.parse_ema(kit.ema_text(None)) is None
+
+
+def test_both_diffusion_studies_spell_ema_through_the_kit():
+    from studies import langevin_mixing, reverse_diffusion
+
+    for study in (langevin_mixing, reverse_diffusion):
+        assert study.TRAINING_OVERRIDES.convert["ema"] is kit.parse_ema
+        assert study.TRAINING_OVERRIDES.spell["ema"] is kit.ema_text
+        assert study.parse_training("ema=0").ema is None
+        assert study.parse_training("ema=none").ema is None
+        assert study.parse_training("ema=0.99").ema.decay == 0.99

@@ -73,3 +73,43 @@ def test_config_to_dict_recurses_and_the_hash_is_stable_and_discriminating():
     assert kit.config_hash(Config()) != kit.config_hash(Config(count=6))
     with pytest.raises(TypeError, match=r"config\.x"):
         kit.config_to_dict(dataclasses.make_dataclass("C", [("x", object)])(np.zeros(3)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Adam:
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flat:
+    learning_rate: float = 0.5
+    batch_size: int = 8
+    lr_other: float = 0.25
+
+
+def test_component_from_copies_same_named_fields_and_renamed_ones():
+    assert kit.component_from(Adam, Flat()) == Adam(learning_rate=0.5, batch_size=8)
+    assert kit.component_from(Adam, Flat(), learning_rate="lr_other") == Adam(learning_rate=0.25, batch_size=8)
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):  # the component's own checks run
+        kit.component_from(Adam, Flat(learning_rate=-1.0))
+
+
+@pytest.mark.parametrize(
+    "component, config, renamed, message",
+    [
+        (Adam, Component(), {}, "Component has no field learning_rate, batch_size to build Adam from"),
+        (Adam, Flat(), {"learning_rate": "lr_missing"}, "Flat has no field lr_missing (for learning_rate) to build Adam"),
+        (Adam, Flat(), {"momentum": "lr_other"}, "renamed names ['momentum'], which are not fields of Adam"),
+        (dict, Flat(), {}, "component must be a dataclass class"),
+        (Adam, {"learning_rate": 1.0}, {}, "config must be a dataclass instance, got dict"),
+    ],
+)
+def test_component_from_names_what_is_missing(component, config, renamed, message):
+    with pytest.raises(TypeError) as error:
+        kit.component_from(component, config, **renamed)
+    assert message in str(error.value)

@@ -27,8 +27,11 @@ def test_stack_and_bad_input():
     stacked = keys.stack("init", [{"seed": s} for s in range(3)])
     assert stacked.shape == (3,)
     assert np.array_equal(_bits(stacked[1]), _bits(keys("init", seed=1)))
-    for bad in (-1, 2**31, 1.5, True):
-        with pytest.raises(ValueError, match="root_seed"):
+    for bad in (-1, 2**31):
+        with pytest.raises(ValueError, match="root_seed must be an integer"):
+            kit.Keys(bad)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="root_seed must be an integer"):
             kit.Keys(bad)
     with pytest.raises(TypeError, match="coordinates"):
         keys("x", K=[1])
