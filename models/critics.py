@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from theory.validation import check_count
+from theory.validation import check_count, check_in_interval, check_positive_number
 
 PARAM_DTYPE = jnp.float32
 """Dtype of every parameter: training runs in float32 even when float64 is enabled."""
@@ -372,10 +372,9 @@ class BjorckGroupSortSpec(AbstractCriticSpec):
         _check_architecture(self.depth, self.width)
         check_count("iterations", self.iterations, minimum=1)
         check_count("project_iterations", self.project_iterations, minimum=0)
-        if not 0 < self.beta <= 0.5:
-            # Beyond 1/2 the step s -> (1 + beta) s - beta s^3 overshoots 1, and an
-            # unconverged layer could then have spectral norm above 1.
-            raise ValueError(f"beta must be in (0, 0.5], got {self.beta}")
+        # Beyond 1/2 the step s -> (1 + beta) s - beta s^3 overshoots 1, and an
+        # unconverged layer could then have spectral norm above 1.
+        check_in_interval("beta", self.beta, 0.0, 0.5, include_high=True)
         if self.init not in BJORCK_INITS:
             raise ValueError(f"init must be one of {BJORCK_INITS}, got {self.init!r}")
 
@@ -440,8 +439,7 @@ class GradientPenaltyMLPSpec(AbstractCriticSpec):
 
     def __check_init__(self):
         _check_architecture(self.depth, self.width)
-        if not self.penalty_weight >= 0:
-            raise ValueError(f"penalty_weight must be >= 0, got {self.penalty_weight}")
+        check_positive_number("penalty_weight", self.penalty_weight, allow_zero=True)
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         _check_in_dim(in_dim)
@@ -542,8 +540,7 @@ class WeightClippingMLPSpec(AbstractCriticSpec):
 
     def __check_init__(self):
         _check_architecture(self.depth, self.width)
-        if not self.clip > 0:
-            raise ValueError(f"clip must be > 0, got {self.clip}")
+        check_positive_number("clip", self.clip)
 
     def build(self, key: PRNGKeyArray, in_dim: int) -> GroupSortMLP:
         _check_in_dim(in_dim)

@@ -50,6 +50,7 @@ from models.training import (
     init_train_state,
     train,
 )
+from theory.validation import check_count, check_in_interval, check_positive_number
 
 __all__ = [
     "AbstractOTLoss",
@@ -126,12 +127,9 @@ class SinkhornDivergence(AbstractOTLoss):
     threshold: float = eqx.field(static=True, default=1e-3)
 
     def __check_init__(self):
-        if not (isinstance(self.epsilon, (int, float)) and 0 < self.epsilon < float("inf")):
-            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon!r}")
-        if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) or self.max_iterations < 1:
-            raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations!r}")
-        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        check_positive_number("epsilon", self.epsilon)
+        check_count("max_iterations", self.max_iterations)
+        check_in_interval("threshold", self.threshold, 0.0, 1.0)
 
     def __call__(self, x, y):
         from ott.geometry import costs

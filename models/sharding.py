@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from theory.validation import check_count
+
 REPLICA_AXIS = "replica"
 """Name of the mesh axis that the replica axis is split over."""
 
@@ -109,8 +111,7 @@ def shard_replicas(tree, mesh: Mesh):
 def mesh_for(devices: int) -> Mesh | None:
     """The mesh a ``--devices`` count asks for: 1 -> None (the plain single-device program),
     0 -> every local device, n -> the first n local devices."""
-    if isinstance(devices, bool) or not isinstance(devices, numbers.Integral) or devices < 0:
-        raise ValueError(f"devices must be 0 (all local devices) or a positive count, got {devices!r}")
+    check_count("devices (0: all local devices)", devices, minimum=0)
     if devices == 1:
         return None
     return replica_mesh(None if devices == 0 else int(devices))

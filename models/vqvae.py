@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from theory.distributions import MixtureOfGaussians, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
-from theory.validation import check_count, check_key, check_positive_number
+from theory.validation import check_count, check_in_interval, check_key, check_positive_number
 from models.training import AdamSpec, FiniteSample, train
 from models.vae import AbstractObservationNoise, LearnedNoise, _fit_replicas
 
@@ -42,8 +42,7 @@ class EMACodebook(eqx.Module):
     epsilon: float = eqx.field(static=True, default=1e-5)
 
     def __check_init__(self):
-        if not (isinstance(self.decay, (int, float)) and 0 <= self.decay < 1):
-            raise ValueError(f"decay must be in [0, 1), got {self.decay!r}")
+        check_in_interval("decay", self.decay, 0.0, 1.0, include_low=True)
         check_positive_number("epsilon", self.epsilon)
 
 

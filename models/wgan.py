@@ -126,9 +126,7 @@ def train_steps(
         `n_steps` on are NaN: steps not run).
     """
     if max_steps is None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1 when max_steps is None, got {n_steps!r}")
-        max_steps = n_steps
+        max_steps = n_steps = check_count("n_steps", n_steps)
     critic_optimiser = training.critic_optimiser()
     generator_optimiser = training.generator_optimiser()
     batch = training.batch_size

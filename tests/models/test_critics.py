@@ -126,14 +126,14 @@ def test_specs_are_frozen_and_hashable():
         (lambda: GradientPenaltyMLPSpec(depth=-2), "depth must be an integer >= 1, got -2"),
         (lambda: SpectralNormMLPSpec(depth=3, width=7), "width must be even.*got 7"),
         (lambda: WeightClippingMLPSpec(depth=3, width=0), "width must be an integer >= 2, got 0"),
-        (lambda: WeightClippingMLPSpec(depth=3, clip=-0.01), "clip must be > 0, got -0.01"),
-        (lambda: WeightClippingMLPSpec(depth=3, clip=0.0), "clip must be > 0, got 0.0"),
+        (lambda: WeightClippingMLPSpec(depth=3, clip=-0.01), "clip must be a finite number > 0, got -0.01"),
+        (lambda: WeightClippingMLPSpec(depth=3, clip=0.0), "clip must be a finite number > 0, got 0.0"),
         (
             lambda: GradientPenaltyMLPSpec(depth=3, penalty_weight=-1.0),
-            "penalty_weight must be >= 0, got -1.0",
+            "penalty_weight must be a finite number >= 0, got -1.0",
         ),
         (lambda: BjorckGroupSortSpec(depth=3, iterations=0), "iterations must be an integer >= 1, got 0"),
-        (lambda: BjorckGroupSortSpec(depth=3, beta=0.7), r"beta must be in \(0, 0.5\], got 0.7"),
+        (lambda: BjorckGroupSortSpec(depth=3, beta=0.7), r"beta must be a finite number in \(0, 0.5\], got 0.7"),
         (
             lambda: SpectralNormMLPSpec(depth=3, power_iterations=0),
             "power_iterations must be an integer >= 1, got 0",

@@ -82,7 +82,7 @@ def test_bad_input_is_rejected():
         VQVAESpec(noise=FixedNoise(-0.1))
     with pytest.raises(ValueError, match="commitment must be a finite number >= 0, got -1.0"):
         VQVAESpec(commitment=-1.0)
-    with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), got 1.0"):
+    with pytest.raises(ValueError, match="decay must be a finite number in \\[0, 1\\), got 1.0"):
         EMACodebook(decay=1.0)
     model = SPEC.build(jax.random.key(0))
     with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
