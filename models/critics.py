@@ -22,7 +22,6 @@ References:
     JMLR 2021.
 """
 
-from __future__ import annotations
 
 import abc
 import math
@@ -170,7 +169,7 @@ class BjorckLinear(AbstractLinear):
             self.weight, iterations=self.iterations, beta=self.beta, min_scale=self.min_scale
         )
 
-    def orthonormalise_stored(self, iterations: int) -> BjorckLinear:
+    def orthonormalise_stored(self, iterations: int) -> "BjorckLinear":
         """The same layer with ``W`` replaced by ``bjorck_orthonormalise(W, iterations)``.
 
         The stored weight then starts the next forward pass's iteration next to its
@@ -210,7 +209,7 @@ class SpectralNormLinear(AbstractLinear):
     def effective_weight(self) -> Float[Array, "out in"]:
         return self.weight / self.spectral_norm_estimate()
 
-    def power_iterate(self, steps: int) -> SpectralNormLinear:
+    def power_iterate(self, steps: int) -> "SpectralNormLinear":
         """Advance ``u <- W W^T u / ||W W^T u||`` by ``steps`` steps; weights unchanged."""
 
         def step(_, u):

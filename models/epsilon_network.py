@@ -274,19 +274,21 @@ class EpsilonTraining(AbstractTraining):
             gradient clipped at global norm 1; the default here, 1e-3, suits small MLPs).
         steps: optimiser steps, >= 1.
         batch_size: examples per step (fresh data draws, one time each), >= 1.
-        t_min: times are drawn from U[t_min, T], t_min in (0, 1) and below the SDE's T
-            (the samplers stop at t_end >= t_min).
-        ema: the weights' moving average, or None (Ho et al.: EMA(0.9999) over 800k steps).
         record_every: the loss is averaged over blocks of this many steps (must divide
             `steps`); each block is one compiled call (progress can be reported between).
+        ema: the weights' moving average, or None (Ho et al.: EMA(0.9999) over 800k steps).
+        t_min: times are drawn from U[t_min, T], t_min in (0, 1) and below the SDE's T
+            (the samplers stop at t_end >= t_min).
     """
 
+    # The fields in AbstractTraining's order, then t_min (the order of the repr and of
+    # positional arguments).
     optimiser: AdamSpec = eqx.field(static=True, default=AdamSpec(1e-3, clip_norm=1.0))
     steps: int = eqx.field(static=True, default=10_000)
     batch_size: int = eqx.field(static=True, default=512)
-    t_min: float = eqx.field(static=True, default=1e-3)
-    ema: EMA | None = eqx.field(static=True, default=EMA(0.999))
     record_every: int = eqx.field(static=True, default=500)
+    ema: EMA | None = eqx.field(static=True, default=EMA(0.999))
+    t_min: float = eqx.field(static=True, default=1e-3)
 
     def __check_init__(self):
         check_real("t_min", self.t_min, minimum=0.0, maximum=1.0, include_minimum=False, include_maximum=False)

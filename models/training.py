@@ -43,7 +43,6 @@ References:
     (EMA 0.9999, gradient clipping at norm 1).
 """
 
-from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence

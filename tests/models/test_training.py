@@ -17,8 +17,10 @@ import numpy as np
 import optax
 import pytest
 
+from models.critics import AbstractCriticSpec
 from models.training import (
     EMA,
+    AbstractTraining,
     AdamSpec,
     FiniteSample,
     FreshDraws,
@@ -426,3 +428,29 @@ def test_init_train_state_starts_at_step_zero_with_the_average_at_the_model():
     assert isinstance(state, TrainState)
     assert int(state.step) == 0 and int(state.diverged_at) == -1
     assert eqx.tree_equal(state.ema_model, state.model)
+
+
+def test_abstract_fields_are_enforced():
+    # AbstractTraining and AbstractCriticSpec declare their fields as eqx.AbstractVar; the
+    # modules must not use postponed annotations, under which equinox reads them as plain
+    # fields and a subclass that leaves one out would still build.
+    class NoSteps(AbstractTraining):
+        optimiser: AdamSpec = eqx.field(static=True, default=AdamSpec(1e-3))
+        batch_size: int = eqx.field(static=True, default=2)
+        record_every: int = eqx.field(static=True, default=1)
+        ema: EMA | None = eqx.field(static=True, default=None)
+
+    with pytest.raises(TypeError, match="abstract attributes {'steps'}"):
+        NoSteps()
+
+    class NoWidth(AbstractCriticSpec):
+        depth: int = 2
+
+        def build(self, key, in_dim):
+            raise NotImplementedError
+
+        def project(self, critic):
+            return critic
+
+    with pytest.raises(TypeError, match="abstract attributes {'width'}"):
+        NoWidth()
