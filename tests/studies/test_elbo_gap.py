@@ -8,7 +8,6 @@ import math
 
 import jax
 import numpy as np
-import pandas as pd
 import pytest
 
 import studies.elbo_gap as study

@@ -18,7 +18,6 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import scipy.stats
 from hypothesis import given, settings

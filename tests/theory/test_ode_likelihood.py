@@ -37,7 +37,6 @@ from theory.integrate import Quadrature, Term, expectation_sum
 from theory.ode_likelihood import (
     AdaptiveSteps,
     ContinuousFlow,
-    ExactTrace,
     FixedSteps,
     Hutchinson,
     ode_log_density,
