@@ -22,7 +22,6 @@ References:
     JMLR 2021.
 """
 
-
 import abc
 import math
 

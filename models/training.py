@@ -43,7 +43,6 @@ References:
     (EMA 0.9999, gradient clipping at norm 1).
 """
 
-
 import abc
 from collections.abc import Callable, Sequence
 from typing import Any

@@ -55,7 +55,7 @@ import pandas as pd
 import theory
 from models.score_network import DSMTraining, ScoreMLPSpec, score_at_level, train_dsm_replicas
 from models.sharding import mesh_for
-from models.training import AdamSpec
+from models.training import AdamSpec, all_finite
 from studies import kit
 from studies.kit import config_field
 from theory.langevin import (
@@ -819,8 +819,7 @@ def _network_artifact(config: Config, seed: int) -> kit.Artifact:
         if diverged_at >= 0:
             raise kit.Diverged(f"DSM training of seed {seed} diverged at step {diverged_at} "
                                f"(lr {config.training.optimiser.learning_rate:g})")
-        leaves = jax.tree.leaves(eqx.filter(trained.model, eqx.is_inexact_array))
-        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves):
+        if not bool(all_finite(trained.model)):
             raise kit.Diverged(f"DSM training of seed {seed}: non-finite parameters")
         return trained
 

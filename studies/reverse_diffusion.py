@@ -68,7 +68,7 @@ import pandas as pd
 import theory
 from models.epsilon_network import EpsilonMLPSpec, EpsilonNetwork, EpsilonTraining, train_epsilon_networks
 from models.sharding import mesh_for
-from models.training import EMA, AdamSpec
+from models.training import EMA, AdamSpec, all_finite
 from studies import kit
 from studies.kit import config_field
 from theory.ddpm import AbstractBetaSchedule, CosineBetaSchedule, ExactEpsilon, LinearBetaSchedule
@@ -540,8 +540,7 @@ def _network_artifact(config: Config, seed: int) -> kit.Artifact:
     def build(**needs):
         network, steps, losses, diverged_at = needs[_NETWORKS].of(seed)
         losses = np.asarray(losses, np.float64)
-        finite_weights = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(eqx.filter(network, eqx.is_array)))
-        if int(diverged_at) >= 0 or not np.all(np.isfinite(losses)) or not finite_weights:
+        if int(diverged_at) >= 0 or not np.all(np.isfinite(losses)) or not bool(all_finite(network)):
             raise kit.Diverged(f"seed {seed}: non-finite loss or weights (first non-finite step {int(diverged_at)})")
         if losses[-1] > DIVERGED_LOSS:
             raise kit.Diverged(f"seed {seed}: final simple loss {losses[-1]:.3g} > {DIVERGED_LOSS:g} (predicting 0 scores {DIM})")
