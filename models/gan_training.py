@@ -56,6 +56,28 @@ from models.training import (
 from theory.distributions import AbstractDistribution
 from theory.validation import check_count
 
+__all__ = [
+    "DiscriminatorLosses",
+    "DiscriminatorState",
+    "Float32MLP",
+    "FrozenGenerator",
+    "GANLosses",
+    "GANState",
+    "GANTraining",
+    "MLPDiscriminatorSpec",
+    "discriminator_values",
+    "generator_gradient_norm",
+    "init_discriminator_replicas",
+    "init_discriminator_state",
+    "init_gan_state",
+    "init_replicas",
+    "sample_replicas",
+    "train_discriminator",
+    "train_discriminator_replicas",
+    "train_gan",
+    "train_replicas",
+]
+
 # --------------------------------------------------------------------------------------
 # Settings and specs.
 

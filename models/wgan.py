@@ -32,6 +32,18 @@ from models.training import adversarial_start, all_finite, check_adam_settings
 from models.training import opponent_values as critic_values  # re-exported under the WGAN's name
 from theory.validation import check_count
 
+__all__ = [
+    "StepLosses",
+    "WGANState",
+    "WGANTraining",
+    "critic_values",
+    "init_replicas",
+    "init_state",
+    "sample_replicas",
+    "train_replicas",
+    "train_steps",
+]
+
 
 class WGANTraining(eqx.Module):
     """Optimisation settings (defaults: Biau, Sangnier & Tanielian 2021, public code)."""

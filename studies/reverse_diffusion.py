@@ -84,8 +84,8 @@ from theory.diffusion_samplers import (
     ScoreFromEpsilon,
     Steps,
     Tolerance,
-    probability_flow_trajectories,
-    reverse_sde_trajectories,
+    probability_flow,
+    reverse_sde,
 )
 from theory.estimate import monte_carlo_mean
 from theory.integrate import MonteCarlo
@@ -796,12 +796,14 @@ def _trajectory_cell(config: Config, keys: kit.Keys, kind: str, network=None) ->
     t_end = config.training.t_min  # the network's training range ends there
     model = _models(config, None if network is None else network[0])[kind]
     paths = {
-        "pf_ode_heun": probability_flow_trajectories(
-            config.sde, model.score_fn, x_init, n_steps=config.trajectory_steps, t_end=t_end, solver=diffrax.Heun()
-        ),
-        "reverse_sde_euler_maruyama": reverse_sde_trajectories(
+        "pf_ode_heun": probability_flow(
+            config.sde, model.score_fn, x_init, n_steps=config.trajectory_steps, t_end=t_end, solver=diffrax.Heun(),
+            save_path=True,
+        ).path,
+        "reverse_sde_euler_maruyama": reverse_sde(
             config.sde, model.score_fn, x_init, key=keys("trajectory-noise"), n_steps=config.trajectory_steps, t_end=t_end,
-        ),
+            save_path=True,
+        ).path,
     }
     rows: list[dict[str, Any]] = []
     for label, trajectories in paths.items():

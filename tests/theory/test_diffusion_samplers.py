@@ -44,7 +44,6 @@ from theory.diffusion_samplers import (
     ddpm_ancestral,
     drift_evaluations,
     probability_flow,
-    probability_flow_trajectories,
     respaced_timesteps,
     reverse_sde,
 )
@@ -158,9 +157,13 @@ def test_probability_flow_maps_the_prior_to_the_data_law(data, key):
 def test_trajectories_start_at_the_prior_points_and_end_at_the_samples(data, key):
     x_T = jax.random.normal(key, (5, 2), jnp.float64)
     score = ExactMarginalScore(SDE, data)
-    paths = probability_flow_trajectories(SDE, score, x_T, n_steps=20, t_end=1e-3)
+    with_path = probability_flow(SDE, score, x_T, n_steps=20, t_end=1e-3, save_path=True)
+    paths = with_path.path
     final = probability_flow(SDE, score, x_T, n_steps=20, t_end=1e-3).samples
+    assert probability_flow(SDE, score, x_T, n_steps=20, t_end=1e-3).path is None
     assert paths.xs.shape == (5, 21, 2)
+    np.testing.assert_array_equal(with_path.samples, paths.xs[:, -1])
+    assert np.all(np.asarray(with_path.nfe) == 2 * 20)  # Heun: two drift evaluations a step
     np.testing.assert_allclose(paths.ts[0], 1.0)
     np.testing.assert_allclose(paths.ts[-1], 1e-3, rtol=1e-9)
     assert np.all(np.diff(np.asarray(paths.ts)) < 0)
@@ -171,6 +174,19 @@ def test_trajectories_start_at_the_prior_points_and_end_at_the_samples(data, key
 # --------------------------------------------------------------------------------------
 # Reverse SDE.
 
+
+def test_reverse_sde_path_ends_at_the_same_samples_from_the_same_noise(data, key):
+    """save_path changes what is kept, not the solve: same key, same Brownian increments."""
+    x_T, noise = jax.random.normal(key, (5, 2), jnp.float64), jax.random.key(3)
+    score = ExactMarginalScore(SDE, data)
+    with_path = reverse_sde(SDE, score, x_T, key=noise, n_steps=16, t_end=1e-3, save_path=True)
+    final = reverse_sde(SDE, score, x_T, key=noise, n_steps=16, t_end=1e-3)
+    assert with_path.path.xs.shape == (5, 17, 2) and final.path is None
+    np.testing.assert_allclose(with_path.path.xs[:, 0], x_T)
+    # Same steps in the same order; only the traced vs static step count differs, so
+    # the two agree to float64 rounding of dt = t1 / n_steps accumulated over 16 steps.
+    np.testing.assert_allclose(with_path.samples, final.samples, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(with_path.nfe, final.nfe)
 
 def _euler_maruyama_law(n_steps: int, t_end: float):
     """Mean and covariance of the Euler-Maruyama chain for the reverse VP SDE with the
@@ -484,6 +500,7 @@ def test_bad_arguments_are_named_before_any_compute(data, call, match):
         (lambda s, x: ddpm_ancestral(LinearBetaSchedule(), None, x, key=None), r"key must be a JAX PRNG key, got None"),
         (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta=0.5), r"key must be a JAX PRNG key, got None"),
         (lambda s, x: ddim(LinearBetaSchedule(), None, x, n_steps=10, eta="0"), r"eta must be a finite number in \[0, 1\], got '0'"),
+        (lambda s, x: probability_flow(SDE, s, x, n_steps=10, save_path="yes"), r"save_path must be true or false, got 'yes'"),
     ],
 )
 def test_arguments_of_the_wrong_kind_are_type_errors(data, call, match):

@@ -28,7 +28,8 @@ independent solves, in one loop); the adaptive ODE solver vmaps the whole solve,
 each sample gets its own steps. Everything is jitted, and the number of steps, the
 tolerances and t_end are traced, so sweeping them does not recompile. Each returns a `SamplerOutput`
 with the samples and the number of function evaluations (NFE, score or epsilon calls)
-each sample cost.
+each sample cost; the fixed-step continuous samplers keep the whole path too when asked
+(`save_path=True`: one entry point, the path an argument, as diffrax's `saveat`).
 
 Function conventions: `score_fn(x, t)` maps x: (d,), t: () to grad log p_t(x): (d,);
 `epsilon_fn(x, i)` maps x: (d,), an integer step i in 1..T to the predicted noise (d,).
@@ -58,9 +59,7 @@ from ._continuous import (
     adaptive_probability_flow as adaptive_probability_flow,
     drift_evaluations as drift_evaluations,
     probability_flow as probability_flow,
-    probability_flow_trajectories as probability_flow_trajectories,
     reverse_sde as reverse_sde,
-    reverse_sde_trajectories as reverse_sde_trajectories,
 )
 from ._discrete import ddim as ddim, ddpm_ancestral as ddpm_ancestral, respaced_timesteps as respaced_timesteps
 from ._outputs import SamplerOutput as SamplerOutput, Trajectories as Trajectories
@@ -83,8 +82,6 @@ __all__ = [
     "reverse_sde",
     "probability_flow",
     "adaptive_probability_flow",
-    "reverse_sde_trajectories",
-    "probability_flow_trajectories",
     # discrete time
     "ddpm_ancestral",
     "ddim",

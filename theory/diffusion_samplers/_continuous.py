@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from theory.sde import AbstractSDE
-from theory.validation import check_count, check_in_interval, check_key, check_points, check_positive_number, check_type
+from theory.validation import check_bool, check_count, check_in_interval, check_key, check_points, check_positive_number, check_type
 
 from ._brownian import AbstractBrownianMotion, UnsafeBrownianMotion
 from ._outputs import SamplerOutput, ScoreFn, Trajectories
@@ -160,6 +160,26 @@ def _final_state_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, t_en
     return SamplerOutput(solution.ys[-1].reshape(x_init.shape), jnp.full(x_init.shape[0], nfe, jnp.int32))
 
 
+@eqx.filter_jit
+def _path_jit(sde, score_fn, solver, brownian, x_init, key, n_steps: int, t_end):
+    """`_solve_batch` with every step saved (n_steps static: it sizes the saved path)."""
+    saveat = diffrax.SaveAt(t0=True, steps=True)
+    solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, saveat, n_steps)
+    xs = solution.ys.reshape(solution.ys.shape[0], *x_init.shape).transpose(1, 0, 2)
+    per_step, initial = drift_evaluations(solver)
+    nfe = initial + per_step * solution.stats["num_steps"]
+    return SamplerOutput(xs[:, -1], jnp.full(x_init.shape[0], nfe, jnp.int32), Trajectories(sde.t_max - solution.ts, xs))
+
+
+def _fixed_step_solve(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps, save_path) -> SamplerOutput:
+    """Checks shared by the fixed-step samplers, then the final-state or whole-path solve."""
+    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps)
+    drift_evaluations(solver)  # rejects solvers whose cost we cannot count
+    if check_bool("save_path", save_path):
+        return _path_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, *_as_times(x_init, t_end))
+    return _final_state_jit(sde, score_fn, solver, brownian, x_init, key, *_as_times(x_init, n_steps, t_end), max_steps)
+
+
 def reverse_sde(
     sde: AbstractSDE,
     score_fn: ScoreFn,
@@ -171,6 +191,7 @@ def reverse_sde(
     solver=None,
     brownian: AbstractBrownianMotion | None = None,
     max_steps: int = 4096,
+    save_path: bool = False,
 ) -> SamplerOutput:
     """Integrate the reverse-time SDE from t = T to t_end with n_steps fixed steps.
 
@@ -187,18 +208,20 @@ def reverse_sde(
             (Euler-Maruyama, default), `diffrax.ShARK()` or `diffrax.SRA1()` (strong order 1.5).
         brownian: `UnsafeBrownianMotion()` (default, fixed steps) or `VirtualBrownianMotion()`.
         max_steps: static bound on n_steps (diffrax's loop bound).
+        save_path: also keep the whole path (every step), as `SamplerOutput.path`, a
+            `Trajectories` with ts (n_steps + 1,) from T to t_end and xs (n, n_steps + 1, d);
+            n_steps is then static (it sizes the path), so each value compiles once.
 
     Returns:
-        `SamplerOutput` with samples (n, d) and nfe = evaluations per step * n_steps.
+        `SamplerOutput` with samples (n, d), nfe = evaluations per step * n_steps, and the
+        path when `save_path`.
 
     Reference: Song et al. (2021), eq. (6); Anderson (1982).
     """
     check_key("key", key)
     solver = diffrax.Euler() if solver is None else solver
     brownian = UnsafeBrownianMotion() if brownian is None else brownian
-    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps)
-    drift_evaluations(solver)  # rejects solvers whose cost we cannot count
-    return _final_state_jit(sde, score_fn, solver, brownian, x_init, key, *_as_times(x_init, n_steps, t_end), max_steps)
+    return _fixed_step_solve(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps, save_path)
 
 
 def probability_flow(
@@ -210,6 +233,7 @@ def probability_flow(
     t_end: float = 1e-3,
     solver=None,
     max_steps: int = 4096,
+    save_path: bool = False,
 ) -> SamplerOutput:
     """Integrate the probability-flow ODE from t = T to t_end with n_steps fixed steps.
 
@@ -218,18 +242,17 @@ def probability_flow(
     reverse SDE, deterministic paths).
 
     Args:
-        sde, score_fn, x_init, n_steps, t_end, max_steps: as in `reverse_sde`.
+        sde, score_fn, x_init, n_steps, t_end, max_steps, save_path: as in `reverse_sde`.
         solver: an explicit diffrax ODE solver: `diffrax.Heun()` (default), `diffrax.Euler()`, ...
 
     Returns:
-        `SamplerOutput`; nfe = evaluations per step * n_steps (+1 for FSAL tableaus).
+        `SamplerOutput`; nfe = evaluations per step * n_steps (+1 for FSAL tableaus), and
+        the path when `save_path`.
 
     Reference: Song et al. (2021), eq. (13) and App. D.
     """
     solver = diffrax.Heun() if solver is None else solver
-    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end, max_steps)
-    drift_evaluations(solver)
-    return _final_state_jit(sde, score_fn, solver, None, x_init, None, *_as_times(x_init, n_steps, t_end), max_steps)
+    return _fixed_step_solve(sde, score_fn, solver, None, x_init, None, n_steps, t_end, max_steps, save_path)
 
 
 @eqx.filter_jit
@@ -295,53 +318,3 @@ def adaptive_probability_flow(
     check_count("max_steps", max_steps)
     drift_evaluations(solver)
     return _adaptive_probability_flow_jit(sde, score_fn, solver, x_init, *_as_times(x_init, rtol, atol, t_end), max_steps)
-
-
-@eqx.filter_jit
-def _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps: int, t_end):
-    saveat = diffrax.SaveAt(t0=True, steps=True)
-    solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, saveat, n_steps)
-    xs = solution.ys.reshape(solution.ys.shape[0], *x_init.shape).transpose(1, 0, 2)
-    return Trajectories(sde.t_max - solution.ts, xs)
-
-
-def reverse_sde_trajectories(
-    sde: AbstractSDE,
-    score_fn: ScoreFn,
-    x_init: Float[Array, "n d"],
-    *,
-    key: PRNGKeyArray,
-    n_steps: int,
-    t_end: float = 1e-3,
-    solver=None,
-    brownian: AbstractBrownianMotion | None = None,
-) -> Trajectories:
-    """Whole paths of `reverse_sde` (every step saved; n_steps is static here).
-
-    Returns:
-        `Trajectories` with ts (n_steps + 1,) from T to t_end and xs (n, n_steps + 1, d).
-    """
-    check_key("key", key)
-    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end)
-    solver = diffrax.Euler() if solver is None else solver
-    brownian = UnsafeBrownianMotion() if brownian is None else brownian
-    return _trajectories_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, *_as_times(x_init, t_end))
-
-
-def probability_flow_trajectories(
-    sde: AbstractSDE,
-    score_fn: ScoreFn,
-    x_init: Float[Array, "n d"],
-    *,
-    n_steps: int,
-    t_end: float = 1e-3,
-    solver=None,
-) -> Trajectories:
-    """Whole paths of `probability_flow` (every step saved; n_steps is static here).
-
-    Returns:
-        `Trajectories` with ts (n_steps + 1,) from T to t_end and xs (n, n_steps + 1, d).
-    """
-    x_init, n_steps, t_end = _check_fixed_steps(sde, x_init, n_steps, t_end)
-    solver = diffrax.Heun() if solver is None else solver
-    return _trajectories_jit(sde, score_fn, solver, None, x_init, None, n_steps, *_as_times(x_init, t_end))
