@@ -73,10 +73,7 @@ class VQVAESpec(eqx.Module):
         check_count("n_codes (C)", self.n_codes, minimum=1)
         check_count("width", self.width, minimum=1)
         check_count("depth", self.depth, minimum=0)
-        if isinstance(self.commitment, bool) or not isinstance(self.commitment, (int, float)) or not (
-            0 <= self.commitment < math.inf
-        ):
-            raise ValueError(f"commitment must be a finite number >= 0, got {self.commitment!r}")
+        check_positive_number("commitment", self.commitment, allow_zero=True)
         if not isinstance(self.noise, AbstractObservationNoise):
             raise TypeError(f"noise must be LearnedNoise(...) or FixedNoise(...), got {self.noise!r}")
         if self.ema is not None and not isinstance(self.ema, EMACodebook):

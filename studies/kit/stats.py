@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from theory.validation import check_in_interval
+from theory.validation import check_count, check_in_interval
 
 __all__ = [
     "Interval",
@@ -148,9 +148,8 @@ def pooled_proportion(successes: int, trials: int, *, level: float = 0.95) -> In
     :func:`over_replicates`: pooling would hide the between-seed variation.
     """
     _check_level(level)
-    for name, value in (("successes", successes), ("trials", trials)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    check_count("successes", successes, minimum=0)
+    check_count("trials", trials, minimum=0)
     if successes > trials or trials == 0:
         raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
     alpha = 1 - level

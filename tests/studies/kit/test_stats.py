@@ -56,6 +56,10 @@ def test_pooled_proportion_is_clopper_pearson():
     assert kit.pooled_proportion(0, 5).low == 0.0 and kit.pooled_proportion(5, 5).high == 1.0
     with pytest.raises(ValueError):
         kit.pooled_proportion(6, 5)
+    with pytest.raises(ValueError, match=r"successes must be an integer >= 0, got -1"):
+        kit.pooled_proportion(-1, 5)
+    with pytest.raises(TypeError, match=r"trials must be an integer >= 0, got 5\.0"):
+        kit.pooled_proportion(2, 5.0)
 
 
 def test_late_mean_and_slope():
