@@ -122,6 +122,13 @@ def _slope_text(rows: pd.DataFrame) -> str:
     return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]{fitted}"
 
 
+def _drops_text(rows: pd.DataFrame) -> str:
+    """"; drop q->q' d [lo, hi]" for each saved paired trend row (the study's TRENDS)."""
+    parts = [f"drop {int(r.q)}->{int(r.versus)} {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+             for r in rows.sort_values("q").itertuples() if np.isfinite(r.value)]
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def optimisation_vs_q(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]:
     table = run.table
     terms = _terms(table)
@@ -132,11 +139,13 @@ def optimisation_vs_q(run: kit.Run, out_dir: pathlib.Path) -> list[pathlib.Path]
     for ax, k in zip(axes[0], ks):
         for p, rows in optim[optim["K"] == k].groupby("p"):
             rows = rows.sort_values("q")
-            ax.errorbar(rows["q"], rows["value"], yerr=_ci(rows), fmt="o-", capsize=3, label=f"eps_optim, p={int(p)}")
+            drops = lambda metric: _drops_text(table[(table["metric"] == metric) & (table["K"] == k) & (table["p"] == p)])
+            ax.errorbar(rows["q"], rows["value"], yerr=_ci(rows), fmt="o-", capsize=3,
+                        label=f"eps_optim, p={int(p)}{drops('eps_optim_drop')}")
             gap = gaps[(gaps["K"] == k) & (gaps["p"] == p)].sort_values("q")
             if len(gap):
                 ax.errorbar(gap["q"], gap["value"], yerr=_ci(gap), fmt="x:", capsize=3,
-                            label=f"W1 - fresh-critic IPM, p={int(p)}")
+                            label=f"W1 - fresh-critic IPM, p={int(p)}{drops('metric_gap_drop')}")
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set(xlabel="critic depth q", ylabel="W1 difference", title=f"K = {int(k)}, n = inf")
         ax.legend(fontsize=7)

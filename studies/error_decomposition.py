@@ -104,7 +104,7 @@ class Config(WGANSettings):
     oracle_loss: AbstractOTLoss = config_field(ExactAssignment(), "the oracle's minibatch OT loss", parse=OT_LOSSES)
     oracle_batch_size: int = config_field(128, "oracle batch size B (its loss is biased up by about the floor at B)", low=2, high=4096)
     critic_fit_steps: int = config_field(600, "steps (each critic_steps critic updates) of the fresh critic on a frozen generator; even", low=2, high=10**6)
-    n_seeds: int = config_field(5, "replicates per cell, trained as one vmapped program", low=2, high=256)
+    n_seeds: int = config_field(10, "replicates per cell, trained as one vmapped program", low=2, high=256)
     seed: int = config_field(0, "root PRNG seed")
     eval_points: int = config_field(512, "m: generated and target points per exact W1 (POT's cost matrix is m x m)", low=2, high=10_000)
     eval_repeats: int = config_field(3, "independent W1 evaluations averaged per seed", low=1, high=100)
@@ -136,8 +136,7 @@ class Config(WGANSettings):
 
 PRESETS = {
     # K = 4, the (p, q) grid {2, 5}^2 at n = 1024 and infinity, every n at (p, q) = (5, 5),
-    # 1,200 steps, 5 seeds, 35 cells: 5m01s of CPU on a 2-core machine (11m27s of wall time
-    # while four other jobs shared it).
+    # 1,200 steps, 10 seeds (5 left the estimation trend's interval touching 0), 40 cells.
     "quick": Config(),
     # The full grid of protocols.md: K in {2, 4, 9}, p, q in {2, 3, 5, 7},
     # n in {64, 256, 1024, 5000, inf}, 20,001 steps, 5 seeds, m = 1024 x 5 repeats.
@@ -362,8 +361,10 @@ def _rate(config: Config, target: _Target, n: int) -> dict:
 
 
 def _fit_critic(config: Config, target: _Target, p: int, q: int, trained: dict, progress: kit.Progress,
-                mesh=None) -> list[dict]:
-    """A fresh critic of depth q trained on fresh draws against the frozen n = infinity generator."""
+                mesh=None) -> dict:
+    """A fresh critic of depth q trained on fresh draws against the frozen n = infinity
+    generator: per seed, its IPM at half and at all `critic_fit_steps` steps, on the
+    generator's scored points (an artifact, so the trend cells can pair its gaps by seed)."""
     generator_spec, critic_spec, training = config.generator(p), config.critic_of_depth(q), config.training()
     states = init_replicas(target.seed_keys("critic-fit-init"), generator_spec=generator_spec, critic_spec=critic_spec,
                            training=training, data_dim=2, mesh=mesh)
@@ -379,19 +380,40 @@ def _fit_critic(config: Config, target: _Target, p: int, q: int, trained: dict, 
                                               training=training, freeze_generator=True, mesh=mesh)
         ipm[steps] = target.ipm(states.critic, generated)
     w1 = trained["evaluation"]["w1"]
+    evaluation = {"w1": w1, "critic_ipm_fresh": ipm[config.critic_fit_steps], "critic_ipm_fresh_half": ipm[half],
+                  "critic_ipm_training": trained["evaluation"]["critic_ipm"],
+                  "metric_gap": [a - b for a, b in zip(w1, ipm[config.critic_fit_steps])]}
+    return {"evaluation": evaluation, "generators": None}
+
+
+def _critic_fit_rows(target: _Target, fit: dict) -> list[dict]:
+    """Per-seed rows of a fresh-critic fit, with the gap W1 - IPM and the second half's gain
+    as paired differences over seeds."""
+    value = fit["evaluation"]
     rows = []
     for r, seed in enumerate(target.seeds):
-        for metric, value in (("w1", w1[r]), ("critic_ipm_fresh", ipm[config.critic_fit_steps][r]),
-                              ("critic_ipm_fresh_half", ipm[half][r]),
-                              ("critic_ipm_training", trained["evaluation"]["critic_ipm"][r]),
-                              ("metric_gap", w1[r] - ipm[config.critic_fit_steps][r])):
-            rows.append({"seed": seed, "metric": metric, "value": value})
-    for metric, a, b in (("metric_gap", w1, ipm[config.critic_fit_steps]),
-                         ("critic_ipm_fresh_gain_second_half", ipm[config.critic_fit_steps], ipm[half])):
+        for metric in ("w1", "critic_ipm_fresh", "critic_ipm_fresh_half", "critic_ipm_training", "metric_gap"):
+            rows.append({"seed": seed, "metric": metric, "value": value[metric][r]})
+    for metric, a, b in (("metric_gap", value["w1"], value["critic_ipm_fresh"]),
+                         ("critic_ipm_fresh_gain_second_half", value["critic_ipm_fresh"], value["critic_ipm_fresh_half"])):
         rows.append({"metric": metric, **_interval_row(kit.paired_difference(a, b))})
-    rows.append({"metric": "critic_ipm_fresh", **_interval_row(kit.over_replicates(ipm[config.critic_fit_steps]))})
-    rows.append({"metric": "w1", **_interval_row(kit.over_replicates(w1))})
+    rows.append({"metric": "critic_ipm_fresh", **_interval_row(kit.over_replicates(value["critic_ipm_fresh"]))})
+    rows.append({"metric": "w1", **_interval_row(kit.over_replicates(value["w1"]))})
     return rows
+
+
+TRENDS = ("eps_approx_drop", "eps_optim_drop", "metric_gap_drop")
+"""The trends, each "smaller depth minus the next larger one" in the sweep, paired by seed
+(positive: the term falls as the depth grows), one cell per pair of depths:
+eps_approx between consecutive p (the oracles on fresh draws); eps_optim = d(inf, p, q) -
+d_oracle(p) between consecutive q at each p (the oracle cancels, so it is d(inf, p, q) -
+d(inf, p, q')); the fresh critic's gap W1 - IPM between consecutive q at each p. The larger
+depth is in the `versus` column."""
+
+
+def _trend_rows(metric: str, coords: dict, versus: int, a: list[float], b: list[float]) -> list[dict]:
+    """One TRENDS row: a - b paired by seed, a at the smaller depth, b at `versus`."""
+    return [{"metric": metric, **coords, "versus": versus, **_interval_row(kit.paired_difference(a, b))}]
 
 
 def decompose(d_n, d_inf, oracle_inf, oracle_n, floor) -> dict[str, tuple[np.ndarray, kit.Interval]]:
@@ -508,10 +530,13 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
                 evaluation_cell(_wgan_name(k, p, q, n), name, {"K": k, "p": p, "q": q, "n": n, "model": "wgan"},
                                 ("w1", "critic_ipm", "diverged_at_step", "critic_loss_late"))
             inf_name = _wgan_name(k, p, q, INFINITY) + ".eqx"
+            fit_name = f"critic_fit_K={k}_p={p}_q={q}.json"
+            add_artifact(fit_name, lambda progress, target=target, p=p, q=q, inf_name=inf_name, **got: _fit_critic(
+                config, target, p, q, got[inf_name], progress, mesh), needs=("progress", inf_name))
             cell_list.append(kit.Cell(
                 f"critic_fit_K={k}_p={p}_q={q}",
-                lambda progress, target=target, p=p, q=q, inf_name=inf_name, **needs: _fit_critic(config, target, p, q, needs[inf_name], progress, mesh),
-                needs=("progress", inf_name), coords={"K": k, "p": p, "q": q, "n": INFINITY, "model": "fresh_critic"},
+                lambda target=target, fit_name=fit_name, **got: _critic_fit_rows(target, got[fit_name]),
+                needs=(fit_name,), coords={"K": k, "p": p, "q": q, "n": INFINITY, "model": "fresh_critic"},
             ))
         for p, q in pairs:
             sizes = config.sizes_at(p, q)
@@ -535,6 +560,28 @@ def cells(config: Config, *, devices: int = 1) -> tuple[list[kit.Cell], list[kit
                         target, sizes, [got[x] for x in wn], got[inf[0]], [got[x] for x in on], got[inf[1]], [got[x] for x in rn]),
                     needs=tuple(wgan_names + oracle_names + rate_names + inf_names), coords={"K": k, "p": p, "q": q},
                 ))
+        # The trends between neighbouring depths, one cell per pair (its numbers depend on
+        # those two depths only, whatever else the sweep holds).
+        def add_trend(metric: str, coords: dict, versus: int, names: tuple[str, str], key: str):
+            cell_id = f"{metric}_K={k}_" + "_".join(f"{c}={v}" for c, v in coords.items()) + f"_vs_{versus}"
+            cell_list.append(kit.Cell(
+                cell_id,
+                lambda metric=metric, coords=coords, versus=versus, names=names, key=key, **got: _trend_rows(
+                    metric, coords, versus, got[names[0]]["evaluation"][key], got[names[1]]["evaluation"][key]),
+                needs=names, coords={"K": k, "n": INFINITY},
+            ))
+
+        depths_p = sorted({p for p, _ in pairs})
+        for p, p_next in zip(depths_p, depths_p[1:]):
+            add_trend("eps_approx_drop", {"p": p}, p_next,
+                      (_oracle_name(k, p, INFINITY) + ".eqx", _oracle_name(k, p_next, INFINITY) + ".eqx"), "w1")
+        for p in depths_p:
+            depths_q = sorted(q for pp, q in pairs if pp == p)
+            for q, q_next in zip(depths_q, depths_q[1:]):
+                add_trend("eps_optim_drop", {"p": p, "q": q}, q_next,
+                          (_wgan_name(k, p, q, INFINITY) + ".eqx", _wgan_name(k, p, q_next, INFINITY) + ".eqx"), "w1")
+                add_trend("metric_gap_drop", {"p": p, "q": q}, q_next,
+                          (f"critic_fit_K={k}_p={p}_q={q}.json", f"critic_fit_K={k}_p={p}_q={q_next}.json"), "metric_gap")
     return cell_list, list(artifacts.values())
 
 
@@ -557,6 +604,17 @@ def terms_table(table: pd.DataFrame) -> pd.DataFrame:
     """The decomposition's intervals over seeds: one row per (K, p, q, n, metric) of TERMS."""
     rows = table[table["metric"].isin(TERMS) & table["seed"].isna() & table["q"].notna()] if len(table) else table
     return rows[["K", "p", "q", "n", "metric", "value", "error", "ci_low", "ci_high", "n_diverged"]].reset_index(drop=True)
+
+
+def trends_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The TRENDS rows as "value ± s.e. [95% CI]", one line per pair of depths."""
+    rows = table[table["metric"].isin(TRENDS)] if len(table) else table
+    if rows.empty:
+        return pd.DataFrame()
+    depth = lambda v: "" if pd.isna(v) else str(int(v))
+    return pd.DataFrame({"K": rows["K"].astype(int), "metric": rows["metric"], "p": rows["p"].map(depth),
+                         "q": rows["q"].map(depth), "versus": rows["versus"].map(depth),
+                         "difference": rows.apply(_interval_text, axis=1)}).reset_index(drop=True)
 
 
 def _interval_text(row) -> str:
@@ -590,6 +648,8 @@ def main(argv: list[str] | None = None) -> None:
     kit.print_tables([
         ("Exact W1 (POT) terms, mean ± s.e. [95% t-interval] over seeds, paired by seed; "
          "w1_total = eps_estim + eps_optim + eps_approx per seed", summary(table)),
+        ("Trends, smaller depth minus the next larger one (versus), paired by seed; positive: the term falls "
+         "with depth", trends_table(table)),
         *((f"K={int(row.K)} p={int(row.p)} q={int(row.q)} {row.metric}",
            f"{_interval_text(row) if math.isfinite(row.value) else 'no seed fittable'} ({int(row.n_seeds)} seeds fitted"
            f"{'; a log-log slope needs a positive term at every n' if 'decade' not in row.metric else ''})")

@@ -131,3 +131,28 @@ def test_without_the_full_grid_every_n_is_trained_at_the_first_depths_only():
     assert "slope_K=4_p=2_q=2_n=32-64-128" in ids and not any(i.startswith("slope_K=4_p=3") for i in ids)
     assert len(ids) == len(set(ids))
     assert math.isfinite(study.INFINITY) and study.INFINITY == -1
+
+
+def test_trends_are_paired_differences_between_neighbouring_depths():
+    """One cell per pair of neighbouring depths, needing exactly the two trainings it pairs
+    (so its numbers do not depend on the rest of the sweep); each row is a - b paired by
+    seed, a at the smaller depth (positive: the term falls with depth)."""
+    config = dataclasses.replace(SMOKE, generator_depths=(5, 2, 3), critic_depths=(4, 2))
+    cells = {cell.id: cell for cell in study.cells(config)[0]}
+    trends = sorted(i for i in cells if i.split("_K=")[0] in study.TRENDS)
+    assert trends == sorted(
+        ["eps_approx_drop_K=4_p=2_vs_3", "eps_approx_drop_K=4_p=3_vs_5"]
+        + [f"{m}_K=4_p={p}_q=2_vs_4" for m in ("eps_optim_drop", "metric_gap_drop") for p in (2, 3, 5)]
+    )
+    assert cells["eps_approx_drop_K=4_p=3_vs_5"].needs == ("oracle_K=4_p=3_n=inf.eqx", "oracle_K=4_p=5_n=inf.eqx")
+    assert cells["eps_optim_drop_K=4_p=5_q=2_vs_4"].needs == ("wgan_K=4_p=5_q=2_n=inf.eqx", "wgan_K=4_p=5_q=4_n=inf.eqx")
+    assert cells["metric_gap_drop_K=4_p=2_q=2_vs_4"].needs == ("critic_fit_K=4_p=2_q=2.json", "critic_fit_K=4_p=2_q=4.json")
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.5, 2.0, size=(2, 6))
+    a[3] = math.nan  # a diverged seed is counted, not dropped silently
+    value = {"evaluation": {"w1": list(a)}}, {"evaluation": {"w1": list(b)}}
+    (row,) = cells["eps_approx_drop_K=4_p=3_vs_5"].fn(**dict(zip(cells["eps_approx_drop_K=4_p=3_vs_5"].needs, value)))
+    interval = kit.paired_difference(a, b)
+    assert (row["metric"], row["p"], row["versus"]) == ("eps_approx_drop", 3, 5)
+    assert (row["value"], row["error"], row["ci_low"], row["ci_high"]) == (interval.value, interval.error, interval.low, interval.high)
+    assert row["n_diverged"] == 1 and row["n_seeds"] == 5  # 5 seeds in the interval, 1 counted apart
