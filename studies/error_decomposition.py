@@ -51,6 +51,10 @@ as n approaches M; and `w1_two_sample`, the exact W1 to n fresh points, between
 E W1(mu*, mu_n) and twice it (triangle inequality and Jensen), without a reference bias,
 whose slope (`rate_slope`) is the rate's.
 
+The trends the theory predicts (eps_approx falling with p, eps_optim and the metric
+discrepancy falling with q) are paired differences too (`TRENDS`): the smaller depth minus
+the next larger one in the sweep, same seeds, one cell per pair of depths.
+
 Sweep designs: `full_grid` trains every (p, q, n); otherwise every (p, q) at the largest n
 and at infinity, and every n only at the first depths (p0, q0). Cells are keyed by coordinates only (`kit.Keys`), trained networks and per-seed
 distances are artifacts (verified JSON + Equinox bytes), and the decomposition cells need
