@@ -151,13 +151,17 @@ def _as_times(x, *values):
     return tuple(jnp.asarray(value, dtype) for value in values)
 
 
+def _nfe_per_sample(solver, solution, n: int) -> jax.Array:
+    """The drift evaluations a fixed-step batch solve spent, the same for each of its n samples."""
+    per_step, initial = drift_evaluations(solver)
+    return jnp.full(n, initial + per_step * solution.stats["num_steps"], jnp.int32)
+
+
 @eqx.filter_jit
 def _final_state_jit(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps):
     """`_solve_batch` to its final state, as a `SamplerOutput` with the counted NFE."""
     solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, diffrax.SaveAt(t1=True), max_steps)
-    per_step, initial = drift_evaluations(solver)
-    nfe = initial + per_step * solution.stats["num_steps"]
-    return SamplerOutput(solution.ys[-1].reshape(x_init.shape), jnp.full(x_init.shape[0], nfe, jnp.int32))
+    return SamplerOutput(solution.ys[-1].reshape(x_init.shape), _nfe_per_sample(solver, solution, x_init.shape[0]))
 
 
 @eqx.filter_jit
@@ -166,9 +170,8 @@ def _path_jit(sde, score_fn, solver, brownian, x_init, key, n_steps: int, t_end)
     saveat = diffrax.SaveAt(t0=True, steps=True)
     solution = _solve_batch(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, saveat, n_steps)
     xs = solution.ys.reshape(solution.ys.shape[0], *x_init.shape).transpose(1, 0, 2)
-    per_step, initial = drift_evaluations(solver)
-    nfe = initial + per_step * solution.stats["num_steps"]
-    return SamplerOutput(xs[:, -1], jnp.full(x_init.shape[0], nfe, jnp.int32), Trajectories(sde.t_max - solution.ts, xs))
+    return SamplerOutput(xs[:, -1], _nfe_per_sample(solver, solution, x_init.shape[0]),
+                         Trajectories(sde.t_max - solution.ts, xs))
 
 
 def _fixed_step_solve(sde, score_fn, solver, brownian, x_init, key, n_steps, t_end, max_steps, save_path) -> SamplerOutput:
