@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks._cli import count
 import theory
 from models.epsilon_network import EpsilonMLPSpec
 from theory.diffusion_samplers import ScoreFromEpsilon, VirtualBrownianMotion, reverse_sde
@@ -98,15 +99,12 @@ def _time(function, repeats: int) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.diffusion_sde_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-samples", type=int, default=1000, help="batch size (default: 1000)")
-    parser.add_argument("--steps", type=int, default=1000, help="Euler-Maruyama steps (default: 1000)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant; the minimum is kept (default: 5)")
+    parser.add_argument("--n-samples", type=count, default=1000, help="batch size (default: 1000)")
+    parser.add_argument("--steps", type=count, default=1000, help="Euler-Maruyama steps (default: 1000)")
+    parser.add_argument("--repeats", type=count, default=5, help="timed runs per variant; the minimum is kept (default: 5)")
     parser.add_argument("--score", choices=["exact", "network", "both"], default="both")
     parser.add_argument("--skip-per-sample", action="store_true", help="skip the slow per-sample VirtualBrownianTree variant")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    for name in ("n_samples", "steps", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     sde = VPSDE()
     target = theory.gaussian_grid(9)

@@ -19,6 +19,7 @@ import time
 import equinox as eqx
 import jax
 
+from benchmarks._cli import count
 import theory
 from theory.langevin import (
     AbstractNoiseFamily,
@@ -51,9 +52,9 @@ def _time(function, repeats: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chains", type=int, default=1280)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chains", type=count, default=1280)
+    parser.add_argument("--steps", type=count, default=1000)
+    parser.add_argument("--repeats", type=count, default=3)
     arguments = parser.parse_args(argv)
     target = theory.ncsn_two_modes()
     key = jax.random.key(0)

@@ -91,6 +91,19 @@ class FixedNoise(AbstractObservationNoise):
 # --------------------------------------------------------------------------------------
 
 
+def check_autoencoder_fields(spec) -> None:
+    """Check the fields every Gaussian-decoder autoencoder spec has (`VAESpec`, `VQVAESpec`).
+
+    `data_dim` >= 1, MLP `width` >= 1 and `depth` >= 0, and `noise` an observation noise;
+    a bad value raises the error `theory.validation` gives for that kind, naming the field.
+    """
+    check_count("data_dim", spec.data_dim, minimum=1)
+    check_count("width", spec.width, minimum=1)
+    check_count("depth", spec.depth, minimum=0)
+    if not isinstance(spec.noise, AbstractObservationNoise):
+        raise TypeError(f"noise must be LearnedNoise(...) or FixedNoise(...), got {spec.noise!r}")
+
+
 class VAESpec(eqx.Module):
     """A VAE architecture: `spec.build(key)` returns a float32 `VAE`.
 
@@ -114,18 +127,14 @@ class VAESpec(eqx.Module):
     encoder_width: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        check_count("data_dim", self.data_dim, minimum=1)
+        check_autoencoder_fields(self)
         check_count("latent_dim", self.latent_dim, minimum=1)
-        check_count("width", self.width, minimum=1)
         if self.encoder_width is not None:
             check_count("encoder_width", self.encoder_width, minimum=1)
-        check_count("depth", self.depth, minimum=0)
         if not isinstance(self.posterior_family, AbstractGaussianFamily):
             raise TypeError(
                 f"posterior_family must be FactorisedGaussian() or FullCovarianceGaussian(), got {self.posterior_family!r}"
             )
-        if not isinstance(self.noise, AbstractObservationNoise):
-            raise TypeError(f"noise must be LearnedNoise(...) or FixedNoise(...), got {self.noise!r}")
 
     @property
     def n_encoder_outputs(self) -> int:
@@ -430,6 +439,7 @@ __all__ = [
     "VAE",
     "VAESpec",
     "VAETraining",
+    "check_autoencoder_fields",
     "ppca_linear_vae",
     "train_vae",
     "train_vae_replicas",

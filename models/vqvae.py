@@ -29,7 +29,7 @@ from theory.distributions import MixtureOfGaussians, to_float64
 from theory.estimate import Estimate, monte_carlo_mean
 from theory.validation import check_count, check_in_interval, check_key, check_positive_number
 from models.training import AdamSpec, FiniteSample, train
-from models.vae import AbstractObservationNoise, LearnedNoise, _fit_replicas
+from models.vae import AbstractObservationNoise, LearnedNoise, _fit_replicas, check_autoencoder_fields
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -68,14 +68,10 @@ class VQVAESpec(eqx.Module):
     ema: EMACodebook | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        check_count("data_dim", self.data_dim, minimum=1)
+        check_autoencoder_fields(self)
         check_count("code_dim", self.code_dim, minimum=1)
         check_count("n_codes (C)", self.n_codes, minimum=1)
-        check_count("width", self.width, minimum=1)
-        check_count("depth", self.depth, minimum=0)
         check_positive_number("commitment", self.commitment, allow_zero=True)
-        if not isinstance(self.noise, AbstractObservationNoise):
-            raise TypeError(f"noise must be LearnedNoise(...) or FixedNoise(...), got {self.noise!r}")
         if self.ema is not None and not isinstance(self.ema, EMACodebook):
             raise TypeError(f"ema must be EMACodebook(...) or None, got {self.ema!r}")
 

@@ -70,18 +70,9 @@ import pandas as pd
 import scipy.stats
 
 import theory
+from models import gan_objectives
 from models.conditional import ConditionalMLPDiscriminatorSpec, ConditionalMLPGeneratorSpec, LabelledData
 from models.critics import BjorckGroupSortSpec
-from models.gan_objectives import (
-    FGAN,
-    WGAN,
-    AbstractGANObjective,
-    Hinge,
-    LeastSquares,
-    Minimax,
-    NonSaturating,
-    discriminator_bound,
-)
 from models.gan_training import (
     FrozenGenerator,
     GANTraining,
@@ -98,17 +89,17 @@ from models.training import run_in_chunks
 from studies import kit
 from studies.kit import config_field
 
-OBJECTIVES: dict[str, AbstractGANObjective] = {
-    "minimax": Minimax(),
-    "non-saturating": NonSaturating(),
-    "least-squares": LeastSquares(),
-    "hinge": Hinge(),
-    "fgan-kl": FGAN(theory.KullbackLeibler()),
-    "fgan-reverse-kl": FGAN(theory.ReverseKullbackLeibler()),
-    "fgan-pearson": FGAN(theory.PearsonChiSquared()),
-    "fgan-hellinger": FGAN(theory.SquaredHellinger()),
-    "fgan-js": FGAN(theory.JensenShannon()),
-    "wgan": WGAN(),
+OBJECTIVES: dict[str, gan_objectives.AbstractGANObjective] = {
+    "minimax": gan_objectives.Minimax(),
+    "non-saturating": gan_objectives.NonSaturating(),
+    "least-squares": gan_objectives.LeastSquares(),
+    "hinge": gan_objectives.Hinge(),
+    "fgan-kl": gan_objectives.FGAN(theory.KullbackLeibler()),
+    "fgan-reverse-kl": gan_objectives.FGAN(theory.ReverseKullbackLeibler()),
+    "fgan-pearson": gan_objectives.FGAN(theory.PearsonChiSquared()),
+    "fgan-hellinger": gan_objectives.FGAN(theory.SquaredHellinger()),
+    "fgan-js": gan_objectives.FGAN(theory.JensenShannon()),
+    "wgan": gan_objectives.WGAN(),
 }
 """Command-line (and table) names of the objectives."""
 
@@ -126,7 +117,7 @@ MODE_RADIUS = 3.0
 """'Near a mode' = within 3 standard deviations (theory.mode_statistics' default)."""
 
 
-def objective_name(objective: AbstractGANObjective) -> str:
+def objective_name(objective: gan_objectives.AbstractGANObjective) -> str:
     """The name of `objective` in OBJECTIVES (its class name if it is not there)."""
     for name, known in OBJECTIVES.items():
         if known == objective:
@@ -134,7 +125,7 @@ def objective_name(objective: AbstractGANObjective) -> str:
     return type(objective).__name__
 
 
-def _parse_objectives(text: str) -> tuple[AbstractGANObjective, ...]:
+def _parse_objectives(text: str) -> tuple[gan_objectives.AbstractGANObjective, ...]:
     parts = [part.strip() for part in text.split(",")]
     unknown = [part for part in parts if part not in OBJECTIVES]
     if not text.strip() or unknown:
@@ -142,7 +133,7 @@ def _parse_objectives(text: str) -> tuple[AbstractGANObjective, ...]:
     return tuple(OBJECTIVES[part] for part in parts)
 
 
-def _parse_objective(text: str) -> AbstractGANObjective:
+def _parse_objective(text: str) -> gan_objectives.AbstractGANObjective:
     if text.strip() not in OBJECTIVES:
         raise ValueError(f"expected one of {list(OBJECTIVES)}, got {text!r}")
     return OBJECTIVES[text.strip()]
@@ -223,7 +214,7 @@ class Config:
     n_seeds: int = config_field(5, "independent replicates per cell, trained as one vmapped program", low=2, high=256)
     seed: int = config_field(0, "root PRNG seed")
     # 1. Bounds.
-    bound_objectives: tuple[AbstractGANObjective, ...] = config_field(
+    bound_objectives: tuple[gan_objectives.AbstractGANObjective, ...] = config_field(
         _parse_objectives("minimax,hinge,fgan-kl,wgan"),
         f"experiment 1: objectives whose discriminators are trained alone (WGAN on the 1-D pair only), from {list(OBJECTIVES)}",
         parse=_parse_objectives, show=lambda objectives: ",".join(map(objective_name, objectives)),
@@ -244,7 +235,7 @@ class Config:
     js_steps: int = config_field(500, "experiment 3: discriminator steps per theta", low=1, high=10**6)
     js_points: int = config_field(4096, "experiment 3: Monte Carlo draws per estimate and derivative", low=2, high=10**6)
     # 4. Mode collapse.
-    mode_objectives: tuple[AbstractGANObjective, ...] = config_field(
+    mode_objectives: tuple[gan_objectives.AbstractGANObjective, ...] = config_field(
         _parse_objectives("minimax,non-saturating,least-squares,hinge,wgan"),
         f"experiment 4: objectives trained on the grids, from {list(OBJECTIVES)}", parse=_parse_objectives,
         show=lambda objectives: ",".join(map(objective_name, objectives)),
@@ -257,7 +248,7 @@ class Config:
     eval_points: int = config_field(1024, "experiments 4, 5: generated (and target) points per evaluation (POT is m x m)", low=2, high=20_000)
     # 5. Disconnected supports.
     disconnected_modes: tuple[int, ...] = config_field((2, 9), "experiment 5: Gaussian grids K (each in 2, 4, 9, 25)", low=2, high=25)
-    disconnected_objective: AbstractGANObjective = config_field(
+    disconnected_objective: gan_objectives.AbstractGANObjective = config_field(
         OBJECTIVES["non-saturating"], f"experiment 5: objective of both GANs, from {list(OBJECTIVES)}", parse=_parse_objective,
     )
     disconnected_steps: int = config_field(1500, "experiment 5: generator steps", low=1, high=10**7)
@@ -301,10 +292,10 @@ class Config:
         return MLPGeneratorSpec(depth=self.generator_depth, width=self.generator_width, latent_dim=self.latent_dim,
                             latent=GaussianLatent())
 
-    def discriminator(self, objective: AbstractGANObjective, width: int | None = None):
+    def discriminator(self, objective: gan_objectives.AbstractGANObjective, width: int | None = None):
         """The discriminator spec an objective trains: a Lipschitz critic for WGAN, an MLP otherwise."""
         width = self.discriminator_width if width is None else width
-        if isinstance(objective, WGAN):
+        if isinstance(objective, gan_objectives.WGAN):
             return BjorckGroupSortSpec(depth=self.discriminator_depth, width=width)
         return MLPDiscriminatorSpec(depth=self.discriminator_depth, width=width)
 
@@ -453,8 +444,8 @@ def ball_separations(target: theory.MixtureOfGaussians, radius: float = MODE_RAD
 # 1. Variational bounds are tight only at the optimum.
 
 
-def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGANObjective, width: int, progress,
-                mesh=None) -> list[dict]:
+def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: gan_objectives.AbstractGANObjective, width: int,
+                progress, mesh=None) -> list[dict]:
     p, q = bound_laws(law)
     name = objective_name(objective)
     spec = config.discriminator(objective, width)
@@ -464,7 +455,7 @@ def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGAN
     states = init_discriminator_replicas(_stack(keys, "bounds-init", seeds, **coords), discriminator_spec=spec,
                                          training=training, data_dim=p.dim, mesh=mesh)
     method = theory.Quadrature(panels=config.bound_panels)
-    exact = objective.exact_divergence(p, q) if isinstance(objective, WGAN) else objective.exact_divergence(p, q, method=method)
+    exact = objective.exact_divergence(p, q) if isinstance(objective, gan_objectives.WGAN) else objective.exact_divergence(p, q, method=method)
     rows = [{"experiment": "bounds", **coords, "seed": s, "metric": "divergence_exact", "value": exact.value,
              "error": exact.error} for s in seeds]
     train_keys = _stack(keys, "bounds-train", seeds, **coords)
@@ -481,7 +472,7 @@ def _bound_cell(config: Config, keys: kit.Keys, law: str, objective: AbstractGAN
         with progress.phase("evaluate"):
             for r, seed in enumerate(seeds):
                 network = _replica(states.discriminator, r)
-                bound = discriminator_bound(objective, jax.vmap(network), p, q, method=method) if diverged[r] < 0 else None
+                bound = gan_objectives.discriminator_bound(objective, jax.vmap(network), p, q, method=method) if diverged[r] < 0 else None
                 value = bound.value if bound is not None and math.isfinite(bound.value) else math.nan
                 error = bound.error if bound is not None else math.nan
                 rows.append({"experiment": "bounds", **coords, "seed": seed, "d_step": step,
@@ -505,7 +496,7 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress, mesh=No
     training = config.training()
     seeds = _seeds(config)
     coords = {"stage": stage, "K": config.gradient_modes}
-    pretrain = NonSaturating()
+    pretrain = gan_objectives.NonSaturating()
     states = init_replicas(_stack(keys, "gradients-init", seeds, **coords), generator_spec=generator_spec,
                            discriminator_spec=config.discriminator(pretrain), training=training, data_dim=2, mesh=mesh)
     if stage > 0:
@@ -524,7 +515,9 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress, mesh=No
     rows: list[dict] = []
     # The saturating and -log D costs are read against one cross-entropy discriminator
     # (Minimax and NonSaturating share it); the WGAN cost against a fresh critic.
-    for discriminator_objective, costs in ((Minimax(), (Minimax(), NonSaturating())), (WGAN(), (WGAN(),))):
+    readings = ((gan_objectives.Minimax(), (gan_objectives.Minimax(), gan_objectives.NonSaturating())),
+                (gan_objectives.WGAN(), (gan_objectives.WGAN(),)))
+    for discriminator_objective, costs in readings:
         spec = config.discriminator(discriminator_objective)
         name = objective_name(discriminator_objective)
         d_states = init_discriminator_replicas(_stack(keys, "gradients-discriminator", seeds, discriminator=name, **coords),
@@ -566,7 +559,7 @@ def _gradient_cell(config: Config, keys: kit.Keys, stage: int, progress, mesh=No
 # 3. JS saturation on parallel lines.
 
 
-def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, theta: float, progress,
+def _js_cell(config: Config, keys: kit.Keys, objective: gan_objectives.AbstractGANObjective, theta: float, progress,
              mesh=None) -> list[dict]:
     name = objective_name(objective)
     spec = config.discriminator(objective)
@@ -582,7 +575,7 @@ def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, th
             states, _stack(keys, "js-train", seeds, **coords), 0, config.js_steps)
         diverged = np.asarray(jax.block_until_ready(states.diverged_at))
     n = config.js_points
-    if isinstance(objective, WGAN):
+    if isinstance(objective, gan_objectives.WGAN):
         exact, exact_slope, error = abs(theta), float(np.sign(theta)), 0.0
     else:
         # theory.js on the two segments (densities w.r.t. length): log 2 unless theta = 0.
@@ -595,7 +588,7 @@ def _js_cell(config: Config, keys: kit.Keys, objective: AbstractGANObjective, th
         if diverged[r] >= 0:
             estimate = slope = slope_error = value_error = math.nan
         else:
-            bound = discriminator_bound(objective, jax.vmap(network), real, fake, key=key_bound, method=theory.MonteCarlo(n))
+            bound = gan_objectives.discriminator_bound(objective, jax.vmap(network), real, fake, key=key_bound, method=theory.MonteCarlo(n))
             estimate, value_error = bound.value, bound.error
             # dB/dtheta with v frozen: only the fake term moves, slope * E_U[d/dtheta l_fake(v(theta, U))].
             u = jax.random.uniform(key_slope, (n,), jnp.float32)
@@ -786,7 +779,7 @@ def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
     if "bounds" in config.experiments:
         for law in BOUND_LAWS:
             for objective in config.bound_objectives:
-                if isinstance(objective, WGAN) and law != "1d":
+                if isinstance(objective, gan_objectives.WGAN) and law != "1d":
                     continue  # exact W1 in closed form on the line only
                 for width in config.bound_widths:
                     name = objective_name(objective)
@@ -799,7 +792,7 @@ def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
             out.append(kit.Cell(f"gradients_stage={stage}", lambda progress, s=stage: _gradient_cell(config, keys, s, progress, mesh),
                                 needs=("progress",), coords={"experiment": "gradients", "stage": stage}))
     if "js" in config.experiments:
-        for objective in (Minimax(), WGAN()):
+        for objective in (gan_objectives.Minimax(), gan_objectives.WGAN()):
             for theta in config.js_thetas:
                 name = objective_name(objective)
                 out.append(kit.Cell(f"js_objective={name}_theta={theta:g}",

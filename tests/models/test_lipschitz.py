@@ -10,14 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.critics import (
-    BjorckGroupSortSpec,
-    GradientPenaltyMLPSpec,
-    GroupSortMLP,
-    SpectralNormMLPSpec,
-    UnconstrainedLinear,
-    WeightClippingMLPSpec,
-)
+from models import critics
 from models.lipschitz import measure_lipschitz
 from theory import LipschitzEstimate
 
@@ -25,10 +18,10 @@ from theory import LipschitzEstimate
 @pytest.mark.parametrize(
     "spec",
     [
-        BjorckGroupSortSpec(depth=1),
-        GradientPenaltyMLPSpec(depth=1),
-        SpectralNormMLPSpec(depth=1),
-        WeightClippingMLPSpec(depth=1, clip=0.5),
+        critics.BjorckGroupSortSpec(depth=1),
+        critics.GradientPenaltyMLPSpec(depth=1),
+        critics.SpectralNormMLPSpec(depth=1),
+        critics.WeightClippingMLPSpec(depth=1, clip=0.5),
     ],
     ids=lambda spec: type(spec).__name__,
 )
@@ -49,10 +42,10 @@ def test_bounds_coincide_on_a_linear_critic(spec, key):
     seed=st.integers(0, 2**31 - 1),
     spec=st.sampled_from(
         [
-            GradientPenaltyMLPSpec(depth=2, width=4),
-            GradientPenaltyMLPSpec(depth=4, width=6),
-            SpectralNormMLPSpec(depth=3, width=4),
-            BjorckGroupSortSpec(depth=3, width=4),
+            critics.GradientPenaltyMLPSpec(depth=2, width=4),
+            critics.GradientPenaltyMLPSpec(depth=4, width=6),
+            critics.SpectralNormMLPSpec(depth=3, width=4),
+            critics.BjorckGroupSortSpec(depth=3, width=4),
         ]
     ),
 )
@@ -70,7 +63,7 @@ def test_gradient_norm_never_exceeds_spectral_bound(seed, spec):
 def test_both_bounds_scale_with_the_output_layer(scale):
     # Multiplying the last layer by c multiplies D's gradient and the last spectral norm
     # by |c|; float32 rounding of c * W is relative ~u, so rtol 1e-5.
-    critic = GradientPenaltyMLPSpec(depth=3, width=4).build(jax.random.key(3), 2)
+    critic = critics.GradientPenaltyMLPSpec(depth=3, width=4).build(jax.random.key(3), 2)
     scaled = eqx.tree_at(lambda c: c.layers[-1].weight, critic, scale * critic.layers[-1].weight)
     probes = jax.random.normal(jax.random.key(4), (32, 2))
     base, after = measure_lipschitz(critic, probes), measure_lipschitz(scaled, probes)
@@ -84,13 +77,13 @@ def test_closed_form_relu_critic():
     # D(x) = max(x_1, 0) as MaxMin(W_1 x) read out by w_2 = (0, 1): ||W_1|| = ||w_2|| = 1.
     # The gradient has norm 1 where x_1 > 0 and 0 where x_1 < 0, so the lower bound is
     # tight or loose according to where the probes fall.
-    critic = GroupSortMLP(
+    critic = critics.GroupSortMLP(
         (
-            UnconstrainedLinear(
+            critics.UnconstrainedLinear(
                 weight=jnp.array([[1.0, 0.0], [0.0, 0.0]], jnp.float32),
                 bias=jnp.zeros(2, jnp.float32),
             ),
-            UnconstrainedLinear(
+            critics.UnconstrainedLinear(
                 weight=jnp.array([[0.0, 1.0]], jnp.float32), bias=jnp.zeros(1, jnp.float32)
             ),
         )
@@ -105,13 +98,13 @@ def test_closed_form_relu_critic():
 
 @pytest.mark.parametrize("shape", [(2,), (0, 2), (2, 2, 2)])
 def test_bad_probes_raise(shape, key):
-    critic = GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
+    critic = critics.GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
     with pytest.raises(ValueError, match="probes must have shape"):
         measure_lipschitz(critic, jnp.zeros(shape))
 
 
 def test_estimate_is_frozen(key):
-    critic = GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
+    critic = critics.GradientPenaltyMLPSpec(depth=2, width=2).build(key, 2)
     estimate = measure_lipschitz(critic, jnp.zeros((1, 2)))
     assert isinstance(estimate.lower, float)
     assert isinstance(estimate.upper, float)
