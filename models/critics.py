@@ -52,7 +52,9 @@ def maxmin(x: Float[Array, " width"]) -> Float[Array, " width"]:
 
     ``maxmin(x)[2i], maxmin(x)[2i + 1] = min(x[2i], x[2i+1]), max(x[2i], x[2i+1])``.
     Its Jacobian is a permutation matrix almost everywhere, so it is 1-Lipschitz and
-    preserves gradient norms.
+    preserves gradient norms. Reverse mode (``jax.grad``, ``jax.jacrev``, to any order)
+    uses a one-select backward pass with JAX's values; forward mode (``jax.jvp``,
+    ``jax.jacfwd``) is not defined for it (JAX raises a ``TypeError``).
 
     Args:
         x: pre-activations, shape ``(width,)`` with ``width`` even.
@@ -64,14 +66,49 @@ def maxmin(x: Float[Array, " width"]) -> Float[Array, " width"]:
     """
     if x.shape[-1] % 2:
         raise ValueError(f"maxmin needs an even number of units, got {x.shape[-1]}")
-    # Each unit meets its partner through a reversal within its pair, and an even/odd
-    # mask picks min or max: only elementwise ops and a reversal, which XLA fuses into
-    # one loop whose backward is as cheap, where strided slices x[0::2], x[1::2] cost
-    # a pad-and-add per slice in the backward pass. Exact: no arithmetic on the values.
-    pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
+    return _maxmin(x)
+
+
+def _pairs(x: Float[Array, "... width"]) -> Float[Array, "... half 2"]:
+    return x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
+
+
+@jax.custom_vjp
+def _maxmin(x):
+    # Each unit meets its partner through a reversal within its pair, and a constant
+    # low/high mask picks min or max: elementwise ops and a reversal, which XLA fuses into
+    # one loop. Exact: no arithmetic on the values.
+    pairs = _pairs(x)
     partner = pairs[..., ::-1]
     is_low = jnp.arange(2) == 0
     return jnp.where(is_low, jnp.minimum(pairs, partner), jnp.maximum(pairs, partner)).reshape(x.shape)
+
+
+def _maxmin_forward(x):
+    pairs = _pairs(x)
+    return _maxmin(x), (pairs[..., 0] > pairs[..., 1], pairs[..., 0] == pairs[..., 1])
+
+
+def _maxmin_backward(residuals, cotangent):
+    """The cotangent of maxmin: each pair's cotangent, swapped where the pair was swapped.
+
+    The Jacobian is a permutation within each pair (away from ties), its own transpose,
+    so the backward pass is one select on masks saved by the forward pass. At a tie
+    each unit takes half of each output's cotangent, as JAX's rules for
+    ``minimum``/``maximum`` give. Differentiated by JAX's own rules, maxmin's backward
+    pass adds the two paths of every unit (itself and its partner's reversal), each with
+    a tie test and a division, and recomputes the forward pass inside it: in the WGAN
+    step that was a fifth to a quarter of the time. The numbers are the same, bit for
+    bit, in first and second order (tested).
+    """
+    swapped, tie = residuals
+    pairs = _pairs(cotangent)
+    partner = pairs[..., ::-1]
+    out = jnp.where(tie[..., None], 0.5 * (pairs + partner), jnp.where(swapped[..., None], partner, pairs))
+    return (out.reshape(cotangent.shape),)
+
+
+_maxmin.defvjp(_maxmin_forward, _maxmin_backward)
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["RECORDED_PACKAGES", "git_revision", "machine_facts", "now", "package_versions"]
+__all__ = ["RECORDED_PACKAGES", "cpu_facts", "git_revision", "machine_facts", "now", "package_versions"]
 
 RECORDED_PACKAGES = (
     "jax",
@@ -82,14 +82,34 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU's model name and vector extensions (Linux's ``/proc/cpuinfo``; None elsewhere).
+
+    XLA compiles for the CPU it runs on, so two CPUs with different vector extensions
+    (AVX2 against AVX-512, say) can round a float32 training differently, and a training
+    amplifies rounding: the same config and keys then give different numbers on the two
+    machines, each reproducible on its own. This records which CPU a run had.
+    """
+    try:
+        text = pathlib.Path(cpuinfo).read_text()
+    except OSError:
+        return {"model": platform.processor() or None, "vector_extensions": None}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = fields.get("flags", "").split()
+    extensions = sorted(flag for flag in flags if flag.startswith(("avx", "sse", "fma", "amx")))
+    return {"model": fields.get("model name"), "vector_extensions": extensions or None}
+
+
 def machine_facts() -> dict[str, Any]:
-    """Python, platform, host, CPU count and JAX's devices (or why there are none)."""
+    """Python, platform, host, CPU (count, model, vector extensions) and JAX's devices."""
     facts: dict[str, Any] = {
         "python": sys.version,
         "platform": platform.platform(),
         "machine": platform.machine(),
         "host": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_facts(),
     }
     try:
         import jax

@@ -163,6 +163,41 @@ def test_maxmin_sorts_pairs_and_is_a_permutation():
     np.testing.assert_array_equal(jacobian @ jacobian.T, np.eye(4))
 
 
+def _maxmin_by_jax_rules(x):
+    # maxmin written with jnp.minimum/maximum only, differentiated by JAX's own rules.
+    low, high = x[..., 0::2], x[..., 1::2]
+    return jnp.stack([jnp.minimum(low, high), jnp.maximum(low, high)], axis=-1).reshape(x.shape)
+
+
+def test_maxmin_forward_mode_is_refused_not_silently_wrong():
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(maxmin)(jnp.array([3.0, -1.0]))
+
+
+def test_maxmin_derivatives_equal_jax_rules_exactly_ties_included():
+    # maxmin's own backward pass must give the numbers JAX's min/max rules give, bit for
+    # bit: values, Jacobians, and the second-order derivative a gradient penalty takes
+    # (a tie in pair 0 and a zero pre-activation pair included).
+    x = jax.random.normal(jax.random.key(0), (64, 6))
+    x = x.at[0, 1].set(x[0, 0]).at[1, 2:4].set(0.0)
+    cotangent = jax.random.normal(jax.random.key(1), (64, 6))
+    np.testing.assert_array_equal(maxmin(x), _maxmin_by_jax_rules(x))
+    for row in (x[0], x[1], x[2]):
+        np.testing.assert_array_equal(jax.jacrev(maxmin)(row), jax.jacrev(_maxmin_by_jax_rules)(row))
+    weight = jax.random.normal(jax.random.key(2), (6, 6))
+
+    def penalty(weight, activation):
+        def value(point, tangent):
+            return jnp.sum(activation(weight @ point) * tangent)
+
+        input_gradients = jax.vmap(jax.grad(value))(x, cotangent)
+        return jnp.sum((jnp.sum(input_gradients**2, axis=1) - 1.0) ** 2)
+
+    np.testing.assert_array_equal(
+        jax.grad(penalty)(weight, maxmin), jax.grad(penalty)(weight, _maxmin_by_jax_rules)
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Björck: orthonormal layers, a 1-Lipschitz critic.
 
