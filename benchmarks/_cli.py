@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from theory.validation import check_count
+
 
 def count(text: str) -> int:
-    """An argparse ``type`` for an integer >= 1; anything else is a usage error naming the value."""
+    """An argparse ``type`` for an integer >= 1 (``theory.validation.check_count``'s rule).
+
+    Anything else is a usage error naming the value (argparse names the option).
+    """
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    try:
+        return check_count("a count", value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
