@@ -90,7 +90,7 @@ from theory.diffusion_samplers import (
 from theory.estimate import monte_carlo_mean
 from theory.integrate import MonteCarlo
 from theory.modes import mode_statistics
-from theory.ode_likelihood import AdaptiveSteps, ExactTrace, FixedSteps, flow_kl, flow_log_density, probability_flow_model, score_error_kl_bound
+from theory.ode_likelihood import AdaptiveSteps, ExactTrace, FixedSteps, ODESolve, flow_kl, flow_log_density, probability_flow_model, score_error_kl_bound
 from theory.sde import VESDE, VPSDE, AbstractSDE, ExactMarginalScore, SubVPSDE
 
 __all__ = [
@@ -705,17 +705,17 @@ def _kl_rows(config: Config, keys: kit.Keys, sampler, model: DiffusionModel, set
         steps = AdaptiveSteps(rtol=setting, atol=setting, max_steps=sampler.max_steps)
     else:
         steps = FixedSteps(int(setting), max_steps=MAX_NFE)  # one compilation for every step count
+    solve = ODESolve(sampler.solver, steps, ExactTrace())
     reference = config.sde.noised_target(_target(config), jnp.asarray(t_end, jnp.float32))
     method = MonteCarlo(config.kl_samples)
-    kl = flow_kl(flow, reference, key=keys("kl", seed=seed), method=method, solver=sampler.solver, steps=steps,
-                 divergence=ExactTrace())
+    kl = flow_kl(flow, reference, key=keys("kl", seed=seed), method=method, solve=solve)
     base = {**common, "n": config.kl_samples}
     rows = [_row(metric="kl_model_target", value=kl.value, error=kl.error, t=t_end, method=kl.method, **base)]
     if both_directions:
         with jax.enable_x64(True):
             x = theory.distributions.to_float64(reference).sample(keys("kl-target", seed=seed), config.kl_samples)
             log_p = theory.distributions.to_float64(reference).log_prob(x)
-        result = flow_log_density(flow, x, solver=sampler.solver, steps=steps, divergence=ExactTrace())
+        result = flow_log_density(flow, x, solve=solve)
         log_q = np.asarray(result.log_density, np.float64)
         if not np.all(np.isfinite(log_q)):
             raise kit.Diverged(f"{common['sampler']} {common['score']} seed {seed}: non-finite log-density")

@@ -88,6 +88,7 @@ __all__ = [
     "Hutchinson",
     "AdaptiveSteps",
     "FixedSteps",
+    "ODESolve",
     "FlowLogDensity",
     "ode_log_density",
     "ode_push_forward",
@@ -265,6 +266,49 @@ class FixedSteps(eqx.Module):
         return f"{self.n_steps} fixed steps"
 
 
+class ODESolve(eqx.Module):
+    """How a log-density solve runs: the solver, its step control and the divergence.
+
+    Every function here that solves the joint ODE of (x, log q) takes one of these as
+    `solve=` (None: the defaults below), so the three settings travel and are checked
+    together, and each result's label says which were used.
+
+    Args:
+        solver: an explicit diffrax solver whose evaluations per step are known
+            (`diffrax.Tsit5()`, the default; Euler, Heun, Midpoint, Ralston, Bosh3,
+            Dopri5, ...).
+        steps: `AdaptiveSteps(rtol, atol)` (the default; needs a solver with an error
+            estimate) or `FixedSteps(n_steps)`.
+        divergence: `ExactTrace()` (the default) or `Hutchinson(n_probes)` (the solve
+            then needs a key).
+    """
+
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    steps: AdaptiveSteps | FixedSteps = AdaptiveSteps()
+    divergence: AbstractDivergenceMethod = ExactTrace()
+
+    def __check_init__(self):
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise ValueError(f"solver must be a diffrax solver (Tsit5(), Heun(), ...), got {self.solver!r}")
+        drift_evaluations(self.solver)  # an explicit solver whose cost is known, or ValueError
+        if not isinstance(self.steps, (AdaptiveSteps, FixedSteps)):
+            raise ValueError(f"steps must be AdaptiveSteps(...) or FixedSteps(...), got {self.steps!r}")
+        if isinstance(self.steps, AdaptiveSteps) and not isinstance(self.solver, diffrax.AbstractAdaptiveSolver):
+            raise ValueError(
+                "AdaptiveSteps needs a solver with an error estimate (Tsit5, Dopri5, ...), "
+                f"got {type(self.solver).__name__}"
+            )
+        if not isinstance(self.divergence, AbstractDivergenceMethod):
+            raise ValueError(f"divergence must be ExactTrace() or Hutchinson(n_probes), got {self.divergence!r}")
+
+    def label(self, nfe) -> str:
+        """The settings and the mean number of vector-field evaluations per point."""
+        return (
+            f"{type(self.solver).__name__}, {self.steps.label}, {self.divergence.label}, "
+            f"mean NFE {float(np.mean(nfe)):.1f}; solver error not included"
+        )
+
+
 # --------------------------------------------------------------------------------------
 # The joint solve of state and log-density.
 
@@ -328,28 +372,20 @@ def _solve_jit(vector_field, divergence, solver, adaptive: bool, max_steps: int,
     return jax.vmap(one)(x, keys)
 
 
-def _check_settings(solver, steps, divergence, key):
-    solver = diffrax.Tsit5() if solver is None else solver
-    steps = AdaptiveSteps() if steps is None else steps
-    divergence = ExactTrace() if divergence is None else divergence
-    drift_evaluations(solver)  # an explicit solver whose cost is known, or ValueError
-    if not isinstance(steps, (AdaptiveSteps, FixedSteps)):
-        raise ValueError(f"steps must be AdaptiveSteps(...) or FixedSteps(...), got {steps!r}")
-    if isinstance(steps, AdaptiveSteps) and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
-        raise ValueError(
-            f"AdaptiveSteps needs a solver with an error estimate (Tsit5, Dopri5, ...), got {type(solver).__name__}"
-        )
-    if not isinstance(divergence, AbstractDivergenceMethod):
-        raise ValueError(f"divergence must be ExactTrace() or Hutchinson(n_probes), got {divergence!r}")
-    if isinstance(divergence, Hutchinson):
+def _check_solve(solve, key) -> ODESolve:
+    solve = ODESolve() if solve is None else solve
+    if not isinstance(solve, ODESolve):
+        raise ValueError(f"solve must be ODESolve(solver, steps, divergence) or None, got {solve!r}")
+    if isinstance(solve.divergence, Hutchinson):
         check_key("key", key)
-    return solver, steps, divergence
+    return solve
 
 
-def _solve(vector_field, x, *, t0, t1, solver, steps, divergence, key):
+def _solve(vector_field, x, *, t0, t1, solve: ODESolve, key):
     """The joint solve from t0 to t1, in float64: (x(t1), per-probe l(t1), nfe)."""
     if t0 == t1:
         raise ValueError(f"t1 must differ from t0={t0}, got {t1}")
+    solver, steps, divergence = solve.solver, solve.steps, solve.divergence
     key = jax.random.key(0) if key is None else key  # unused by ExactTrace
     keys = jax.random.split(key, x.shape[0])
     n_steps = steps.n_steps if isinstance(steps, FixedSteps) else 1
@@ -372,8 +408,8 @@ def _per_point(points, log_values, nfe) -> FlowLogDensity:
     return FlowLogDensity(points, mean, error, nfe)
 
 
-def _exact_error(result: FlowLogDensity, divergence) -> FlowLogDensity:
-    if isinstance(divergence, ExactTrace):
+def _exact_error(result: FlowLogDensity, solve: ODESolve) -> FlowLogDensity:
+    if isinstance(solve.divergence, ExactTrace):
         return eqx.tree_at(lambda r: r.probe_error, result, jnp.zeros_like(result.log_density))
     return result
 
@@ -385,9 +421,7 @@ def ode_log_density(
     *,
     t0: float,
     t1: float,
-    solver=None,
-    steps: AdaptiveSteps | FixedSteps | None = None,
-    divergence: AbstractDivergenceMethod | None = None,
+    solve: ODESolve | None = None,
     key: PRNGKeyArray | None = None,
 ) -> FlowLogDensity:
     """log q_{t0}(x) for the law q_{t0} that the flow of dx/dt = v(t, x) carries to p_{t1}.
@@ -402,9 +436,8 @@ def ode_log_density(
         log_density_end: points (n, d) -> log p_{t1} (n,), the law known at t1
             (e.g. a base law's `log_prob`).
         t0, t1: the times (t1 < t0 is allowed).
-        solver: an explicit diffrax solver (default `diffrax.Tsit5()`).
-        steps: `AdaptiveSteps(rtol, atol)` (default) or `FixedSteps(n_steps)`.
-        divergence: `ExactTrace()` (default) or `Hutchinson(n_probes)`.
+        solve: `ODESolve(solver, steps, divergence)`; None means `ODESolve()` (Tsit5,
+            adaptive steps, exact trace).
         key: required for `Hutchinson` (one probe set per point).
 
     Returns:
@@ -415,16 +448,14 @@ def ode_log_density(
     """
     x = check_points("x", x)
     t0, t1 = check_number("t0", t0), check_number("t1", t1)
-    solver, steps, divergence = _check_settings(solver, steps, divergence, key)
+    solve = _check_solve(solve, key)
     with jax.enable_x64(True):
         x64 = jnp.asarray(x, jnp.float64)
-        x_end, increments, nfe = _solve(
-            vector_field, x64, t0=t0, t1=t1, solver=solver, steps=steps, divergence=divergence, key=key
-        )
+        x_end, increments, nfe = _solve(vector_field, x64, t0=t0, t1=t1, solve=solve, key=key)
         log_end = jnp.asarray(log_density_end(x_end), jnp.float64)
         if log_end.shape != (x.shape[0],):
             raise ValueError(f"log_density_end must map points (n, d) to shape ({x.shape[0]},), got {log_end.shape}")
-        return _exact_error(_per_point(x64, log_end[:, None] + increments, nfe), divergence)
+        return _exact_error(_per_point(x64, log_end[:, None] + increments, nfe), solve)
 
 
 def ode_push_forward(
@@ -434,9 +465,7 @@ def ode_push_forward(
     *,
     t0: float,
     t1: float,
-    solver=None,
-    steps: AdaptiveSteps | FixedSteps | None = None,
-    divergence: AbstractDivergenceMethod | None = None,
+    solve: ODESolve | None = None,
     key: PRNGKeyArray | None = None,
 ) -> FlowLogDensity:
     """Transport draws z of p_{t0} to x = x(t1) and return log q_{t1}(x) from the same solve.
@@ -444,7 +473,7 @@ def ode_push_forward(
     log q_{t1}(x(t1)) = log p_{t0}(z) - int_{t0}^{t1} div v(t, x(t)) dt,   x(t0) = z.
 
     Args:
-        vector_field, solver, steps, divergence, key: as in `ode_log_density`.
+        vector_field, solve, key: as in `ode_log_density`.
         z: Float[Array, "n d"], draws of the law p_{t0}.
         log_density_start: points (n, d) -> log p_{t0} (n,).
         t0, t1: the times (t1 < t0 is allowed: a diffusion's ODE runs from T down).
@@ -456,7 +485,7 @@ def ode_push_forward(
     """
     z = check_points("z", z)
     t0, t1 = check_number("t0", t0), check_number("t1", t1)
-    solver, steps, divergence = _check_settings(solver, steps, divergence, key)
+    solve = _check_solve(solve, key)
     with jax.enable_x64(True):
         z64 = jnp.asarray(z, jnp.float64)
         log_start = jnp.asarray(log_density_start(z64), jnp.float64)
@@ -464,10 +493,8 @@ def ode_push_forward(
             raise ValueError(
                 f"log_density_start must map points (n, d) to shape ({z.shape[0]},), got {log_start.shape}"
             )
-        x_end, increments, nfe = _solve(
-            vector_field, z64, t0=t0, t1=t1, solver=solver, steps=steps, divergence=divergence, key=key
-        )
-        return _exact_error(_per_point(x_end, log_start[:, None] - increments, nfe), divergence)
+        x_end, increments, nfe = _solve(vector_field, z64, t0=t0, t1=t1, solve=solve, key=key)
+        return _exact_error(_per_point(x_end, log_start[:, None] - increments, nfe), solve)
 
 
 # --------------------------------------------------------------------------------------
@@ -511,21 +538,16 @@ def _check_model(model) -> None:
 
 
 def flow_log_density(
-    model: ContinuousFlow, x: Float[Array, "n d"], *, solver=None, steps=None, divergence=None, key=None
+    model: ContinuousFlow, x: Float[Array, "n d"], *, solve: ODESolve | None = None, key: PRNGKeyArray | None = None
 ) -> FlowLogDensity:
     """log q(x) for the model law q, by solving from t_data back to t_base (`ode_log_density`)."""
     _check_model(model)
     with jax.enable_x64(True):
         base = to_float64(model.base)
-    return ode_log_density(
-        model.vector_field, x, base.log_prob, t0=model.t_data, t1=model.t_base, solver=solver, steps=steps,
-        divergence=divergence, key=key,
-    )
+    return ode_log_density(model.vector_field, x, base.log_prob, t0=model.t_data, t1=model.t_base, solve=solve, key=key)
 
 
-def flow_sample(
-    model: ContinuousFlow, *, key: PRNGKeyArray, n: int, solver=None, steps=None, divergence=None
-) -> FlowLogDensity:
+def flow_sample(model: ContinuousFlow, *, key: PRNGKeyArray, n: int, solve: ODESolve | None = None) -> FlowLogDensity:
     """n draws of the model law q with their log q, from one solve per draw (`ode_push_forward`)."""
     _check_model(model)
     check_key("key", key)
@@ -535,8 +557,7 @@ def flow_sample(
         base = to_float64(model.base)
         z = base.sample(key_base, n)
     return ode_push_forward(
-        model.vector_field, z, base.log_prob, t0=model.t_base, t1=model.t_data, solver=solver, steps=steps,
-        divergence=divergence, key=key_probes,
+        model.vector_field, z, base.log_prob, t0=model.t_base, t1=model.t_data, solve=solve, key=key_probes
     )
 
 
@@ -547,17 +568,9 @@ def _check_method(method) -> MonteCarlo:
     return method
 
 
-def _settings_label(solver, steps, divergence, nfe) -> str:
-    solver, steps, divergence = _check_settings(solver, steps, divergence, jax.random.key(0))
-    return (
-        f"{type(solver).__name__}, {steps.label}, {divergence.label}, mean NFE {float(np.mean(nfe)):.1f}; "
-        f"solver error not included"
-    )
-
-
 def flow_kl(
     model: ContinuousFlow, target: AbstractDistribution, *, key: PRNGKeyArray, method: MonteCarlo | None = None,
-    solver=None, steps=None, divergence=None,
+    solve: ODESolve | None = None,
 ) -> Estimate:
     """KL(q || p) = E_q[log q(X) - log p(X)] for an ODE model q, with its standard error.
 
@@ -571,7 +584,7 @@ def flow_kl(
         target: p, with `log_prob`.
         key: PRNG key (base draws and probes).
         method: `MonteCarlo(n)` (default n = 1000).
-        solver, steps, divergence: as in `ode_log_density`.
+        solve: as in `ode_log_density`.
 
     Returns:
         `Estimate` (nats); error = Monte Carlo standard error (the solver's bias is not
@@ -585,7 +598,8 @@ def flow_kl(
         raise ValueError(f"target must be a distribution on R^{model.dim}, got {target!r}")
     method = _check_method(method)
     check_key("key", key)
-    draws = flow_sample(model, key=key, n=method.n, solver=solver, steps=steps, divergence=divergence)
+    solve = _check_solve(solve, key)
+    draws = flow_sample(model, key=key, n=method.n, solve=solve)
     with jax.enable_x64(True):
         log_p = to_float64(target).log_prob(draws.points)
         values = draws.log_density - log_p
@@ -593,20 +607,20 @@ def flow_kl(
     return Estimate(
         estimate.value, estimate.error,
         f"KL(ODE model || target): Monte Carlo (n={method.n}) over model draws; "
-        + _settings_label(solver, steps, divergence, draws.nfe),
+        + solve.label(draws.nfe),
     )
 
 
 def flow_cross_entropy(
     target: AbstractDistribution, model: ContinuousFlow, *, key: PRNGKeyArray, method: MonteCarlo | None = None,
-    solver=None, steps=None, divergence=None,
+    solve: ODESolve | None = None,
 ) -> Estimate:
     """The cross-entropy E_p[-log q(X)] of an ODE model q under target draws (the negative
     log-likelihood; KL(p || q) = it minus the entropy of p), with its standard error.
 
     Args:
         target: p, with `sample`.
-        model, key, method, solver, steps, divergence: as in `flow_kl`.
+        model, key, method, solve: as in `flow_kl`.
 
     Returns:
         `Estimate` (nats); error = Monte Carlo standard error (solver bias not included).
@@ -619,15 +633,16 @@ def flow_cross_entropy(
         raise ValueError(f"target must be a distribution on R^{model.dim}, got {target!r}")
     method = _check_method(method)
     check_key("key", key)
+    solve = _check_solve(solve, key)
     key_target, key_probes = jax.random.split(key)
     with jax.enable_x64(True):
         x = to_float64(target).sample(key_target, method.n)
-    result = flow_log_density(model, x, solver=solver, steps=steps, divergence=divergence, key=key_probes)
+    result = flow_log_density(model, x, solve=solve, key=key_probes)
     estimate = monte_carlo_mean(-result.log_density, "")
     return Estimate(
         estimate.value, estimate.error,
         f"cross-entropy E_target[-log q]: Monte Carlo (n={method.n}) over target draws; "
-        + _settings_label(solver, steps, divergence, result.nfe),
+        + solve.label(result.nfe),
     )
 
 
@@ -678,8 +693,8 @@ def probability_flow_model(sde: AbstractSDE, score_fn: ScoreFn, dim: int, *, t_e
 
 
 def probability_flow_log_density(
-    sde: AbstractSDE, score_fn: ScoreFn, x: Float[Array, "n d"], *, t_end: float = 1e-3, solver=None, steps=None,
-    divergence=None, key=None,
+    sde: AbstractSDE, score_fn: ScoreFn, x: Float[Array, "n d"], *, t_end: float = 1e-3,
+    solve: ODESolve | None = None, key: PRNGKeyArray | None = None,
 ) -> FlowLogDensity:
     """log q_{t_end}(x) of the probability-flow ODE model, integrating from t_end to T.
 
@@ -688,13 +703,13 @@ def probability_flow_log_density(
     Args:
         sde, score_fn, t_end: as in `probability_flow_model`.
         x: Float[Array, "n d"], points at time t_end.
-        solver, steps, divergence, key: as in `ode_log_density`.
+        solve, key: as in `ode_log_density`.
 
     Reference: Song et al. (2021), eq. (39) (App. D.2).
     """
     x = check_points("x", x)
     model = probability_flow_model(sde, score_fn, x.shape[1], t_end=t_end)
-    return flow_log_density(model, x, solver=solver, steps=steps, divergence=divergence, key=key)
+    return flow_log_density(model, x, solve=solve, key=key)
 
 
 def _log_time_nodes(t_lo: float, t_hi: float, panels: int, order: int):

@@ -39,6 +39,7 @@ from theory.ode_likelihood import (
     ContinuousFlow,
     FixedSteps,
     Hutchinson,
+    ODESolve,
     ode_log_density,
     ode_push_forward,
     flow_cross_entropy,
@@ -169,7 +170,8 @@ def test_log_density_equals_closed_form_and_error_shrinks_with_tolerance(key):
     expected = model_log_density_exact_score(x, x_T)
     errors = []
     for tol in (1e-5, 1e-7, 1e-9):
-        result = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, steps=AdaptiveSteps(tol, tol))
+        solve = ODESolve(steps=AdaptiveSteps(tol, tol))
+        result = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, solve=solve)
         assert np.all(np.asarray(result.probe_error) == 0.0)
         bound = solver_error_bound(result, x, x_T, tol)
         error = np.abs(np.asarray(result.log_density) - expected)
@@ -185,9 +187,9 @@ def test_push_forward_inverts_log_density(key):
     model = probability_flow_model(SDE, perturbed(), 2, t_end=T_END)
     z = SDE.prior(2).sample(key, N)
     tol = 1e-9
-    steps = AdaptiveSteps(tol, tol)
-    pushed = ode_push_forward(model.vector_field, z, SDE.prior(2).log_prob, t0=1.0, t1=T_END, steps=steps)
-    back = ode_log_density(model.vector_field, pushed.points, SDE.prior(2).log_prob, t0=T_END, t1=1.0, steps=steps)
+    solve = ODESolve(steps=AdaptiveSteps(tol, tol))
+    pushed = ode_push_forward(model.vector_field, z, SDE.prior(2).log_prob, t0=1.0, t1=T_END, solve=solve)
+    back = ode_log_density(model.vector_field, pushed.points, SDE.prior(2).log_prob, t0=T_END, t1=1.0, solve=solve)
     # Each direction is within `solver_error_bound` of the exact value (the same flow, read
     # either way), so they differ by at most the sum of the two bounds.
     bound = solver_error_bound(pushed, pushed.points, z, tol) + solver_error_bound(back, pushed.points, z, tol)
@@ -204,7 +206,7 @@ def test_fixed_steps_converge_at_the_order_of_tsit5(key):
     ns = np.array([8, 16, 32])
     errors = []
     for n in ns:
-        result = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, steps=FixedSteps(int(n)))
+        result = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, solve=ODESolve(steps=FixedSteps(int(n))))
         errors.append(np.max(np.abs(result.log_density - expected)))
     slope = -np.polyfit(np.log(ns), np.log(errors), 1)[0]
     # Measured 5.3; the asymptotic order is 5 and the pre-asymptotic range reaches ~5.7.
@@ -231,9 +233,9 @@ def test_hutchinson_log_density_deviates_by_one_probe_standard_deviation(key):
     key_x, key_probes = jax.random.split(key)
     x = TARGET.sample(key_x, N)
     steps = AdaptiveSteps(1e-9, 1e-9)
-    exact = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, steps=steps)
+    exact = probability_flow_log_density(SDE, perturbed(), x, t_end=T_END, solve=ODESolve(steps=steps))
     hutch = probability_flow_log_density(
-        SDE, perturbed(), x, t_end=T_END, steps=steps, divergence=Hutchinson(1), key=key_probes
+        SDE, perturbed(), x, t_end=T_END, solve=ODESolve(steps=steps, divergence=Hutchinson(1)), key=key_probes
     )
     lam, u = np.linalg.eigh(COV)
     v = lambda t: m(t) ** 2 * lam + s(t) ** 2  # noqa: E731
@@ -259,13 +261,13 @@ def test_kl_and_cross_entropy_of_a_perturbed_score_match_the_closed_form(key):
     reference = noised(T_END)
     q = linear_gaussian_law(scale, shift, 0.5, 0.0, np.zeros(2), np.eye(2))
     key_kl, key_ce = jax.random.split(key)
-    steps = AdaptiveSteps(1e-7, 1e-7)
-    estimate = flow_kl(model, reference, key=key_kl, method=theory.MonteCarlo(N), steps=steps)
+    solve = ODESolve(steps=AdaptiveSteps(1e-7, 1e-7))
+    estimate = flow_kl(model, reference, key=key_kl, method=theory.MonteCarlo(N), solve=solve)
     expected = theory.kl_gaussians(q, reference).value
     assert expected > 0.05  # a visible effect, not a test of 0 = 0
     # Solver bias at tol 1e-7 is ~1e-7 (closed-form test), far below the standard error.
     assert abs(estimate.value - expected) <= Z * estimate.error, (estimate, expected)
-    cross = flow_cross_entropy(reference, model, key=key_ce, method=theory.MonteCarlo(N), steps=steps)
+    cross = flow_cross_entropy(reference, model, key=key_ce, method=theory.MonteCarlo(N), solve=solve)
     expected_cross = entropy(reference).value + theory.kl_gaussians(reference, q).value
     assert abs(cross.value - expected_cross) <= Z * cross.error, (cross, expected_cross)
 
@@ -292,8 +294,10 @@ def test_kl_vanishes_with_the_exact_score_and_exact_base(key, mixture_flows):
     estimated by the difference of two tolerances on the same draws (the error is
     proportional to the tolerance, so |KL(tol) - KL(10 tol)| ~ 9 |bias(tol)| bounds it)."""
     _, exact_model, _, reference = mixture_flows
-    fine = flow_kl(exact_model, reference, key=key, method=theory.MonteCarlo(N), steps=AdaptiveSteps(1e-9, 1e-9))
-    coarse = flow_kl(exact_model, reference, key=key, method=theory.MonteCarlo(N), steps=AdaptiveSteps(1e-8, 1e-8))
+    fine, coarse = (
+        flow_kl(exact_model, reference, key=key, method=theory.MonteCarlo(N), solve=ODESolve(steps=AdaptiveSteps(tol, tol)))
+        for tol in (1e-9, 1e-8)
+    )
     solver_error = abs(fine.value - coarse.value)
     assert abs(fine.value) <= Z * fine.error + solver_error, (fine, coarse)
     assert abs(fine.value) < 1e-6  # the bias at tol 1e-9 is of that order or below
@@ -304,12 +308,12 @@ def test_kl_with_the_prior_base_equals_the_prior_mismatch(key, mixture_flows):
     KL(q_ODE || p_{t_end}) = KL(pi || p_T) and E_p[-log q] = H(p_{t_end}) + KL(p_T || pi)."""
     prior_model, _, p_T, reference = mixture_flows
     key_kl, key_ce = jax.random.split(key)
-    steps = AdaptiveSteps(1e-7, 1e-7)
-    estimate = flow_kl(prior_model, reference, key=key_kl, method=theory.MonteCarlo(N), steps=steps)
+    solve = ODESolve(steps=AdaptiveSteps(1e-7, 1e-7))
+    estimate = flow_kl(prior_model, reference, key=key_kl, method=theory.MonteCarlo(N), solve=solve)
     expected = theory.kl(SHORT_SDE.prior(2), p_T)
     assert expected.value > 0.01
     assert abs(estimate.value - expected.value) <= Z * math.hypot(estimate.error, expected.error), (estimate, expected)
-    cross = flow_cross_entropy(reference, prior_model, key=key_ce, method=theory.MonteCarlo(N), steps=steps)
+    cross = flow_cross_entropy(reference, prior_model, key=key_ce, method=theory.MonteCarlo(N), solve=solve)
     expected_cross = entropy(reference).value + theory.kl(p_T, SHORT_SDE.prior(2)).value
     assert abs(cross.value - expected_cross) <= Z * cross.error, (cross, expected_cross)
 
@@ -373,8 +377,14 @@ def test_reverse_sde_moments_recover_the_marginal_from_the_exact_start():
         (lambda: Hutchinson.variance(jnp.ones(3)), "matrix"),
         (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones(3)), "x must have shape"),
         (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), t_end=0.0), "t_end"),
-        (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), steps=1e-5), "steps"),
-        (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), divergence="exact"), "divergence"),
+        (lambda: ODESolve(steps=1e-5), "steps must be AdaptiveSteps"),
+        (lambda: ODESolve(divergence="exact"), "divergence must be ExactTrace"),
+        (lambda: ODESolve(solver="tsit5"), "solver must be a diffrax solver"),
+        (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), solve=AdaptiveSteps()), "solve must be"),
+        (
+            lambda: flow_kl(probability_flow_model(SDE, perturbed(), 2), TARGET, key=jax.random.key(0), solve="tsit5"),
+            "solve must be ODESolve",
+        ),
         (lambda: ode_log_density(lambda t, x: x, jnp.ones((2, 2)), lambda x: x[:, 0], t0=0.0, t1=0.0), "t1"),
         (lambda: ContinuousFlow(lambda t, x: x, SDE.prior(2), t_base=1.0, t_data=1.0), "t_data"),
         (
@@ -394,7 +404,7 @@ def test_bad_input_raises(call, match):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), divergence=Hutchinson(2)),
+        lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), solve=ODESolve(divergence=Hutchinson(2))),
         lambda: score_error_kl_bound(SDE, perturbed(), TARGET, key=None),
     ],
 )
@@ -408,4 +418,4 @@ def test_adaptive_steps_need_an_error_estimate():
     import diffrax
 
     with pytest.raises(ValueError, match="AdaptiveSteps"):
-        probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), solver=diffrax.Euler())
+        ODESolve(solver=diffrax.Euler())
