@@ -846,10 +846,20 @@ def _final_per_seed(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return frame[frame["step"] == last]
 
 
+def _experiment_rows(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The rows of one experiment; an empty frame when it did not run (its columns, such as
+    `law` or `theta`, may then be absent from the table altogether)."""
+    if "experiment" not in table:
+        return table.iloc[:0]
+    return table[table["experiment"] == experiment]
+
+
 def mode_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 4, by (K, objective): final modes covered, mass off modes, W1 and the
     late-training W1 oscillation, each an interval over seeds; diverged k/n."""
-    modes = table[(table.get("experiment") == "modes")] if "experiment" in table else table.iloc[:0]
+    modes = _experiment_rows(table, "modes")
+    if modes.empty:
+        return pd.DataFrame()
     rows = []
     floors = table[table["metric"] == "w1_floor"].set_index("K")["value"] if "metric" in table else pd.Series(dtype=float)
     for (k, name), group in modes.groupby(["K", "objective"], sort=False):
@@ -870,6 +880,8 @@ def gradient_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 2, by (stage, objective): log10 of the gradient norm's decay from the first
     to the last discriminator step, an interval over seeds."""
     grads = table[(table["metric"] == "generator_grad_norm")] if "metric" in table else table.iloc[:0]
+    if grads.empty:
+        return pd.DataFrame()
     rows = []
     for (stage, name), group in grads.groupby(["stage", "objective"], sort=True):
         first, last = group["d_step"].min(), group["d_step"].max()
@@ -887,7 +899,9 @@ def gradient_summary(table: pd.DataFrame) -> pd.DataFrame:
 def disconnected_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 5, by K: final mass off the modes for each model, the paired difference
     unconditional minus conditional on the same seeds, and the isoperimetric bound."""
-    frame = table[table.get("experiment") == "disconnected"] if "experiment" in table else table.iloc[:0]
+    frame = _experiment_rows(table, "disconnected")
+    if frame.empty:
+        return pd.DataFrame()
     rows = []
     for k, group in frame.groupby("K"):
         final = _final_per_seed(group[group["metric"].isin(["mass_off_modes", "mass_off_modes_bound"])],
@@ -909,7 +923,9 @@ def disconnected_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def js_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 3, by (objective, theta): estimate and its theta-derivative, intervals over seeds, beside the exact values."""
-    frame = table[table.get("experiment") == "js"] if "experiment" in table else table.iloc[:0]
+    frame = _experiment_rows(table, "js")
+    if frame.empty:
+        return pd.DataFrame()
     rows = []
     for (name, theta), group in frame.groupby(["objective", "theta"]):
         def values(metric):
@@ -923,7 +939,9 @@ def js_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def bound_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 1, by (law, objective, width): the exact divergence and the final gap, an interval over seeds."""
-    frame = table[table.get("experiment") == "bounds"] if "experiment" in table else table.iloc[:0]
+    frame = _experiment_rows(table, "bounds")
+    if frame.empty:
+        return pd.DataFrame()
     rows = []
     for (law, name, width), group in frame.groupby(["law", "objective", "width"], sort=False):
         gap = group[group["metric"] == "divergence_gap"]

@@ -14,6 +14,7 @@ import pytest
 import scipy.stats
 
 import studies.gan_pathologies as study
+from studies import kit
 import theory
 
 TINY = dataclasses.replace(
@@ -123,3 +124,19 @@ def test_a_diverged_training_keeps_its_rows_as_nan():
 def test_checkpoints_are_log_spaced_and_end_at_n():
     assert study.log_checkpoints(2000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
     assert study.log_checkpoints(37, (1,)) == [1, 10, 37]
+
+
+def test_a_subset_of_experiments_prints_only_its_own_tables(tmp_path, capsys):
+    # The summaries of experiments that did not run are empty (their columns, e.g. `law`,
+    # are then absent from the table), not a KeyError after the training is done.
+    study.main(["--preset", "smoke", "--experiments", "modes", "--mode-objectives", "wgan", "--mode-steps", "2",
+                "--eval-every", "2", "--eval-points", "32", "--n-train", "64", "--results-dir", str(tmp_path),
+                "--run-name", "modes-only"])
+    printed = capsys.readouterr().out
+    assert "4. Gaussian grids" in printed
+    for title in ("1. Bound gap", "2. Generator gradient norm", "3. Parallel lines", "5. Mass off the modes"):
+        assert title not in printed
+    table = kit.load_run(tmp_path / "modes-only").table
+    assert len(study.mode_summary(table)) == 1
+    for summary in (study.bound_summary, study.gradient_summary, study.js_summary, study.disconnected_summary):
+        assert summary(table).empty
