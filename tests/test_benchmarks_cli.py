@@ -29,3 +29,20 @@ def test_a_bad_count_is_a_usage_error_naming_the_option(capsys):
         parser.parse_args(["--steps", "0"])
     assert info.value.code == 2
     assert "argument --steps: a count must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--cells", "5", "5,5"], "argument --cells: expected p,q, got '5'"),
+        (["--cells", "5,0", "5,5"], "argument --cells: a count must be an integer >= 1, got 0"),
+        (["--steps", "0"], "argument --steps: a count must be an integer >= 1, got 0"),
+    ],
+)
+def test_the_parallel_cells_benchmark_refuses_bad_arguments_before_compiling(argv, message, capsys):
+    from benchmarks import wgan_parallel_cells
+
+    with pytest.raises(SystemExit) as info:
+        wgan_parallel_cells.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
