@@ -379,7 +379,7 @@ def test_reverse_sde_moments_recover_the_marginal_from_the_exact_start():
         (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), t_end=0.0), "t_end"),
         (lambda: ODESolve(steps=1e-5), "steps must be AdaptiveSteps"),
         (lambda: ODESolve(divergence="exact"), "divergence must be ExactTrace"),
-        (lambda: ODESolve(solver="tsit5"), "solver must be a diffrax solver"),
+        (lambda: ODESolve(solver="tsit5"), "solver must be diffrax.Euler, .* got 'tsit5'"),
         (lambda: probability_flow_log_density(SDE, perturbed(), jnp.ones((2, 2)), solve=AdaptiveSteps()), "solve must be"),
         (
             lambda: flow_kl(probability_flow_model(SDE, perturbed(), 2), TARGET, key=jax.random.key(0), solve="tsit5"),

@@ -62,9 +62,11 @@ def drift_evaluations(solver) -> tuple[int, int]:
         stages = solver.tableau.num_stages
         fsal = bool(solver.tableau.fsal)
         return stages - int(fsal), int(fsal)
+    # A diffrax solver is named by its class (its repr holds every sub-module); anything
+    # else by its value.
+    got = type(solver).__name__ if isinstance(solver, diffrax.AbstractSolver) else repr(solver)
     raise ValueError(
-        f"solver must be diffrax.Euler, an explicit Runge-Kutta or a stochastic Runge-Kutta "
-        f"solver, got {type(solver).__name__}"
+        f"solver must be diffrax.Euler, an explicit Runge-Kutta or a stochastic Runge-Kutta solver, got {got}"
     )
 
 
