@@ -854,15 +854,21 @@ def _experiment_rows(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return table[table["experiment"] == experiment]
 
 
+def _summarise(frame: pd.DataFrame, by, row, *, sort: bool = True) -> pd.DataFrame:
+    """One summary row per group of `frame` by the columns `by`, `row(key, group) -> dict`;
+    an empty frame when the experiment did not run."""
+    if frame.empty:
+        return pd.DataFrame()
+    return pd.DataFrame([row(key, group) for key, group in frame.groupby(by, sort=sort)])
+
+
 def mode_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 4, by (K, objective): final modes covered, mass off modes, W1 and the
     late-training W1 oscillation, each an interval over seeds; diverged k/n."""
-    modes = _experiment_rows(table, "modes")
-    if modes.empty:
-        return pd.DataFrame()
-    rows = []
     floors = table[table["metric"] == "w1_floor"].set_index("K")["value"] if "metric" in table else pd.Series(dtype=float)
-    for (k, name), group in modes.groupby(["K", "objective"], sort=False):
+
+    def row(key, group):
+        k, name = key
         out = {"K": int(k), "objective": name}
         for metric in ("modes_covered", "mass_off_modes", "w1", "w1_late_std"):
             final = _final_per_seed(group[group["metric"] == metric], ["K", "objective"])
@@ -872,84 +878,78 @@ def mode_summary(table: pd.DataFrame) -> pd.DataFrame:
         diverged = group[group["metric"] == "diverged_at_step"]["value"]
         out["diverged"] = f"{int((diverged >= 0).sum())}/{len(diverged)}"
         out["w1_floor"] = float(floors.get(k, math.nan))
-        rows.append(out)
-    return pd.DataFrame(rows)
+        return out
+
+    return _summarise(_experiment_rows(table, "modes"), ["K", "objective"], row, sort=False)
 
 
 def gradient_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 2, by (stage, objective): log10 of the gradient norm's decay from the first
     to the last discriminator step, an interval over seeds."""
-    grads = table[(table["metric"] == "generator_grad_norm")] if "metric" in table else table.iloc[:0]
-    if grads.empty:
-        return pd.DataFrame()
-    rows = []
-    for (stage, name), group in grads.groupby(["stage", "objective"], sort=True):
+    def row(key, group):
+        stage, name = key
         first, last = group["d_step"].min(), group["d_step"].max()
         a = group[group["d_step"] == first].sort_values("seed")["value"].to_numpy()
         b = group[group["d_step"] == last].sort_values("seed")["value"].to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             decay = kit.paired_difference(np.log10(b), np.log10(a))
-        final = kit.over_replicates(b)
-        rows.append({"stage": int(stage), "objective": name, "d_steps": f"{int(first)}..{int(last)}",
-                     "log10_norm_change": str(decay), "log10_change_value": decay.value, "log10_change_error": decay.error,
-                     "final_norm": str(final)})
-    return pd.DataFrame(rows)
+        return {"stage": int(stage), "objective": name, "d_steps": f"{int(first)}..{int(last)}",
+                "log10_norm_change": str(decay), "log10_change_value": decay.value, "log10_change_error": decay.error,
+                "final_norm": str(kit.over_replicates(b))}
+
+    grads = table[(table["metric"] == "generator_grad_norm")] if "metric" in table else table.iloc[:0]
+    return _summarise(grads, ["stage", "objective"], row)
 
 
 def disconnected_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 5, by K: final mass off the modes for each model, the paired difference
     unconditional minus conditional on the same seeds, and the isoperimetric bound."""
-    frame = _experiment_rows(table, "disconnected")
-    if frame.empty:
-        return pd.DataFrame()
-    rows = []
-    for k, group in frame.groupby("K"):
+    def row(k, group):
         final = _final_per_seed(group[group["metric"].isin(["mass_off_modes", "mass_off_modes_bound"])],
                                 ["K", "model", "metric"])
+
         def per_seed(model, metric):
             return final[(final["model"] == model) & (final["metric"] == metric)].set_index("seed")["value"]
         unconditional, conditional = per_seed("unconditional", "mass_off_modes"), per_seed("conditional", "mass_off_modes")
         seeds = sorted(set(unconditional.index) | set(conditional.index))
         difference = kit.paired_difference(unconditional.reindex(seeds).to_numpy(), conditional.reindex(seeds).to_numpy())
         bound = kit.over_replicates(per_seed("unconditional", "mass_off_modes_bound").reindex(seeds).to_numpy())
-        rows.append({"K": int(k),
-                     "unconditional": str(kit.over_replicates(unconditional.reindex(seeds).to_numpy())),
-                     "conditional": str(kit.over_replicates(conditional.reindex(seeds).to_numpy())),
-                     "unconditional_minus_conditional": str(difference),
-                     "difference_value": difference.value, "difference_error": difference.error,
-                     "isoperimetric_bound": str(bound)})
-    return pd.DataFrame(rows)
+        return {"K": int(k),
+                "unconditional": str(kit.over_replicates(unconditional.reindex(seeds).to_numpy())),
+                "conditional": str(kit.over_replicates(conditional.reindex(seeds).to_numpy())),
+                "unconditional_minus_conditional": str(difference),
+                "difference_value": difference.value, "difference_error": difference.error,
+                "isoperimetric_bound": str(bound)}
+
+    return _summarise(_experiment_rows(table, "disconnected"), "K", row)
 
 
 def js_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 3, by (objective, theta): estimate and its theta-derivative, intervals over seeds, beside the exact values."""
-    frame = _experiment_rows(table, "js")
-    if frame.empty:
-        return pd.DataFrame()
-    rows = []
-    for (name, theta), group in frame.groupby(["objective", "theta"]):
+    def row(key, group):
+        name, theta = key
+
         def values(metric):
             return group[group["metric"] == metric].sort_values("seed")["value"].to_numpy()
-        rows.append({"objective": name, "theta": float(theta), "estimate": str(kit.over_replicates(values("divergence_estimate"))),
-                     "exact": float(np.nanmean(values("divergence_exact"))),
-                     "d_estimate_d_theta": str(kit.over_replicates(values("estimate_grad_theta"))),
-                     "d_exact_d_theta": float(np.nanmean(values("exact_grad_theta")))})
-    return pd.DataFrame(rows)
+        return {"objective": name, "theta": float(theta), "estimate": str(kit.over_replicates(values("divergence_estimate"))),
+                "exact": float(np.nanmean(values("divergence_exact"))),
+                "d_estimate_d_theta": str(kit.over_replicates(values("estimate_grad_theta"))),
+                "d_exact_d_theta": float(np.nanmean(values("exact_grad_theta")))}
+
+    return _summarise(_experiment_rows(table, "js"), ["objective", "theta"], row)
 
 
 def bound_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Experiment 1, by (law, objective, width): the exact divergence and the final gap, an interval over seeds."""
-    frame = _experiment_rows(table, "bounds")
-    if frame.empty:
-        return pd.DataFrame()
-    rows = []
-    for (law, name, width), group in frame.groupby(["law", "objective", "width"], sort=False):
+    def row(key, group):
+        law, name, width = key
         gap = group[group["metric"] == "divergence_gap"]
         last = gap[gap["d_step"] == gap["d_step"].max()].sort_values("seed")["value"].to_numpy()
         exact = group[group["metric"] == "divergence_exact"]["value"]
-        rows.append({"law": law, "objective": name, "width": int(width), "exact": float(exact.iloc[0]),
-                     "final_gap": str(kit.over_replicates(last))})
-    return pd.DataFrame(rows)
+        return {"law": law, "objective": name, "width": int(width), "exact": float(exact.iloc[0]),
+                "final_gap": str(kit.over_replicates(last))}
+
+    return _summarise(_experiment_rows(table, "bounds"), ["law", "objective", "width"], row, sort=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -406,6 +406,21 @@ def _per_point(points, log_values, nfe) -> FlowLogDensity:
     return FlowLogDensity(points, mean, error, nfe)
 
 
+def _check_transport(name, points, t0, t1, solve, key):
+    """The checks both directions make before any compute: (points, t0, t1, solve)."""
+    points = check_points(name, points)
+    t0, t1 = check_number("t0", t0), check_number("t1", t1)
+    return points, t0, t1, _check_solve(solve, key)
+
+
+def _known_log_density(name: str, log_density, points) -> Float[Array, " n"]:
+    """log_density(points) in float64, checked to give one value per point."""
+    values = jnp.asarray(log_density(points), jnp.float64)
+    if values.shape != (points.shape[0],):
+        raise ValueError(f"{name} must map points (n, d) to shape ({points.shape[0]},), got {values.shape}")
+    return values
+
+
 def _exact_error(result: FlowLogDensity, solve: ODESolve) -> FlowLogDensity:
     if isinstance(solve.divergence, ExactTrace):
         return eqx.tree_at(lambda r: r.probe_error, result, jnp.zeros_like(result.log_density))
@@ -444,15 +459,11 @@ def ode_log_density(
     Reference: Chen et al. (2018), Thm. 1; Grathwohl et al. (2019), eq. (4); Song et al.
     (2021), App. D.2.
     """
-    x = check_points("x", x)
-    t0, t1 = check_number("t0", t0), check_number("t1", t1)
-    solve = _check_solve(solve, key)
+    x, t0, t1, solve = _check_transport("x", x, t0, t1, solve, key)
     with jax.enable_x64(True):
         x64 = jnp.asarray(x, jnp.float64)
         x_end, increments, nfe = _solve(vector_field, x64, t0=t0, t1=t1, solve=solve, key=key)
-        log_end = jnp.asarray(log_density_end(x_end), jnp.float64)
-        if log_end.shape != (x.shape[0],):
-            raise ValueError(f"log_density_end must map points (n, d) to shape ({x.shape[0]},), got {log_end.shape}")
+        log_end = _known_log_density("log_density_end", log_density_end, x_end)
         return _exact_error(_per_point(x64, log_end[:, None] + increments, nfe), solve)
 
 
@@ -481,16 +492,10 @@ def ode_push_forward(
 
     Reference: Chen et al. (2018), Thm. 1; Grathwohl et al. (2019), eq. (4).
     """
-    z = check_points("z", z)
-    t0, t1 = check_number("t0", t0), check_number("t1", t1)
-    solve = _check_solve(solve, key)
+    z, t0, t1, solve = _check_transport("z", z, t0, t1, solve, key)
     with jax.enable_x64(True):
         z64 = jnp.asarray(z, jnp.float64)
-        log_start = jnp.asarray(log_density_start(z64), jnp.float64)
-        if log_start.shape != (z.shape[0],):
-            raise ValueError(
-                f"log_density_start must map points (n, d) to shape ({z.shape[0]},), got {log_start.shape}"
-            )
+        log_start = _known_log_density("log_density_start", log_density_start, z64)
         x_end, increments, nfe = _solve(vector_field, z64, t0=t0, t1=t1, solve=solve, key=key)
         return _exact_error(_per_point(x_end, log_start[:, None] - increments, nfe), solve)
 
