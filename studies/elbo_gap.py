@@ -640,7 +640,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         (per-dimension KL); sample and posterior_density rows carry source, x, y, z, point.
     """
     runtime = runtime or kit.Runtime()
-    table = kit.run_cells(store, cells(config, devices=runtime.devices), process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cells(config, devices=runtime.devices), runtime=runtime)
     return kit.finish(store, table, figures="figures.elbo_gap" if config.draw_figures else None, summarise=summary)
 
 

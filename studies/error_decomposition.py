@@ -599,8 +599,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     """
     runtime = runtime or kit.Runtime()
     cell_list, artifacts = cells(config, devices=runtime.devices)
-    table = kit.run_cells(store, cell_list, artifacts=artifacts,
-                          process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cell_list, artifacts=artifacts, runtime=runtime)
     return kit.finish(store, table, figures="figures.error_decomposition" if config.draw_figures else None, summarise=summary)
 
 

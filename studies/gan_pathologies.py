@@ -832,7 +832,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         x, y) and, with a store, the run directory and figure paths.
     """
     runtime = runtime or kit.Runtime()
-    table = kit.run_cells(store, cells(config, devices=runtime.devices), process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cells(config, devices=runtime.devices), runtime=runtime)
     return kit.finish(store, table, figures="figures.gan_pathologies" if config.draw_figures else None, summarise=mode_summary)
 
 

@@ -1074,8 +1074,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     """
     runtime = runtime or kit.Runtime()
     study_cells, artifacts = cells(config, devices=runtime.devices)
-    table = kit.run_cells(store, study_cells, artifacts=artifacts,
-                          process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, study_cells, artifacts=artifacts, runtime=runtime)
     return kit.finish(store, table, figures="figures.langevin_mixing" if config.draw_figures else None, summarise=functools.partial(summary, confidence=config.confidence))
 
 

@@ -869,8 +869,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     """
     runtime = runtime or kit.Runtime()
     cell_list, artifacts = cells(config, devices=runtime.devices)
-    table = kit.run_cells(store, cell_list, artifacts=artifacts, process_index=runtime.process_index,
-                          process_count=runtime.process_count, metadata={"study": STUDY})
+    table = kit.run_cells(store, cell_list, artifacts=artifacts, runtime=runtime, metadata={"study": STUDY})
     return kit.finish(store, table, figures="figures.reverse_diffusion" if config.draw_figures else None, summarise=summarise)
 
 

@@ -335,7 +335,7 @@ class _CellRun:
 def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
     """The floor of each target, then every (K, p, q) with all its seeds."""
     keys = kit.Keys(config.seed)
-    floors = [kit.Cell(f"floor_K={k}", lambda k=k: _floor_rows(config, keys, k), coords={"K": k})
+    floors = [kit.Cell(f"floor_K={k}", lambda k=k: _floor_rows(config, keys, k), coords={"K": k}, cost=0.0)
               for k in config.n_modes]
     trainings = [
         kit.Cell(
@@ -343,6 +343,9 @@ def cells(config: Config, *, devices: int = 1) -> list[kit.Cell]:
             lambda progress, k=k, p=p, q=q: _CellRun(config, keys, k, p, q, progress, devices)(),
             needs=("progress",),
             coords={"K": k, "p": p, "q": q},
+            # Relative run time, for the order cells start in with --workers > 1: the critic's
+            # q layers run critic_steps times per generator step, the generator's p once.
+            cost=p + config.critic_steps * q,
         )
         for k in config.n_modes
         for p in config.generator_depths
@@ -360,8 +363,7 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
         directory and figure paths.
     """
     runtime = runtime or kit.Runtime()
-    table = kit.run_cells(store, cells(config, devices=runtime.devices),
-                          process_index=runtime.process_index, process_count=runtime.process_count)
+    table = kit.run_cells(store, cells(config, devices=runtime.devices), runtime=runtime)
     return kit.finish(store, table, figures="figures.wgan_capacity" if config.draw_figures else None, summarise=summary)
 
 

@@ -14,12 +14,22 @@ one row per cell with ``metric = "diverged"`` and the reason, status ``diverged`
 its record, and the sweep goes on; cells that need nothing diverged still run. Any
 other exception, Ctrl-C or SIGTERM stops the sweep after everything finished has been
 saved, and the session's status and error go into ``metadata.json``.
+
+``run_cells(workers=2)`` runs two cells at once on host threads (a 2-core CPU that one
+small cell keeps only 1.4-1.5 cores busy: ``benchmarks.wgan_parallel_cells``). A cell's
+numbers do not depend on it (its keys and programs are its own); cells start in order of
+their declared ``cost``, largest first, so that cells of similar cost overlap; artifacts
+are built once under a lock; rows are saved by the driver thread as cells finish. Ctrl-C
+or SIGTERM then stops starting cells, waits for the running ones and saves them (a
+computation on another thread cannot be cancelled), and stops.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -28,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.kit.cli import Runtime
 from studies.kit.progress import Progress
 from studies.kit.store import DamagedFileError, ResultStore, Rows, rows_to_frame, validate_cell_id
 
@@ -74,12 +85,15 @@ class Cell:
         needs: names of artifacts (or ``progress``) the function takes.
         coords: the swept coordinates the cell stands for; each is added to every row
             that lacks it (and to the row of a diverged cell).
+        cost: its expected run time relative to the sweep's other cells (any unit);
+            only the order cells start in with ``workers > 1`` reads it.
     """
 
     id: str
     fn: Callable[..., Rows]
     needs: tuple[str, ...] = ()
     coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    cost: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +146,15 @@ class _Resolver:
         self.values: dict[str, Any] = {}
         self.failures: dict[str, str] = {}
         self.digests: dict[str, str] = {}
+        self._lock = threading.RLock()  # cells on several threads: each artifact built once
 
     def get(self, name: str) -> Any:
         if name == "progress":
             return self.progress
+        with self._lock:
+            return self._get(name)
+
+    def _get(self, name: str) -> Any:
         if name in self.failures:
             raise Diverged(self.failures[name])
         if name in self.values:
@@ -191,6 +210,51 @@ def _with_coords(frame: pd.DataFrame, coords: Mapping[str, Any]) -> pd.DataFrame
     return frame
 
 
+def _compute(cell: Cell, resolver: _Resolver, progress: Progress):
+    """Run one cell (on whichever thread calls): (frame, status, wall time, phases, artifact digests)."""
+    progress.start_cell(cell.id)
+    started = time.perf_counter()
+    try:
+        needs = {need: resolver.get(need) for need in cell.needs}
+        frame = rows_to_frame(cell.fn(**needs))
+        status = "ok"
+    except Diverged as error:
+        frame = pd.DataFrame([{"metric": "diverged", "value": 1.0, "reason": str(error)}])
+        status = "diverged"
+    used = {need: resolver.digests[need] for need in cell.needs if need in resolver.digests}
+    return _with_coords(frame, cell.coords), status, time.perf_counter() - started, dict(progress.phases), used
+
+
+def _run_at_once(pending: Sequence[Cell], workers: int, compute: Callable, save: Callable) -> None:
+    """Run `pending` on `workers` threads, largest declared cost first, saving each as it finishes.
+
+    On any exception (Ctrl-C and SIGTERM included) no further cell starts; the running
+    ones are waited for and the successful ones saved; then the exception propagates."""
+    order = sorted(pending, key=lambda cell: -cell.cost)  # stable: ties keep the sweep's order
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
+    futures = {executor.submit(compute, cell): cell for cell in order}
+    saved = set()
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            save(futures[future], *future.result())
+            saved.add(future)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        for future, cell in futures.items():
+            if future in saved or future.cancelled():
+                continue
+            try:
+                result = future.result()  # a running cell: wait for it
+            except Exception:
+                continue
+            with contextlib.suppress(Exception):
+                save(cell, *result)
+        raise
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 def run_cells(
     store: ResultStore | None,
     cells: Sequence[Cell],
@@ -200,6 +264,8 @@ def run_cells(
     process_index: int = 0,
     process_count: int = 1,
     metadata: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    runtime: Runtime | None = None,
 ) -> pd.DataFrame:
     """Run the cells not yet done, saving each as it finishes; close the store's session.
 
@@ -216,11 +282,19 @@ def run_cells(
         progress: the progress printer (default: one on stderr).
         process_index, process_count: this process's share of the sweep.
         metadata: extra facts for ``metadata.json``.
+        workers: how many cells run at once on host threads (1: one after the other,
+            in the order given); never changes a cell's rows.
+        runtime: the command line's :class:`Runtime`; gives process_index,
+            process_count and workers (then not to be passed separately).
 
     Returns:
         The saved rows of all done cells, in the order of ``cells`` (in memory: the rows
         of every cell).
     """
+    if runtime is not None:
+        if (process_index, process_count, workers) != (0, 1, 1):
+            raise ValueError("pass process_index, process_count and workers either in runtime or separately, not both")
+        process_index, process_count, workers = runtime.process_index, runtime.process_count, runtime.workers
     ids = [validate_cell_id(cell.id) for cell in cells]
     repeated = sorted({cell_id for cell_id in ids if ids.count(cell_id) > 1})
     if repeated:
@@ -234,38 +308,37 @@ def run_cells(
             raise ValueError(f"{owner} needs {unknown}, which no artifact provides (known: {sorted(by_name)})")
     if not (isinstance(process_count, int) and process_count >= 1 and 0 <= process_index < process_count):
         raise ValueError(f"process_index must be in [0, process_count={process_count}), got {process_index}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    for cell in cells:
+        if not (isinstance(cell.cost, (int, float)) and math.isfinite(cell.cost) and cell.cost >= 0):
+            raise ValueError(f"cell {cell.id!r}: cost must be a finite number >= 0, got {cell.cost!r}")
     mine = [cell for i, cell in enumerate(cells) if i % process_count == process_index]
     done = {cell.id for cell in mine if store is not None and store.is_done(cell.id)}
     if progress is None:
         progress = Progress(len(mine), len(done))
+    progress.workers = workers
     if done:
         progress.note(f"resuming {store.run_dir}: {len(done)}/{len(mine)} cells already done")
     resolver = _Resolver(store, by_name, progress)
     in_memory: dict[str, pd.DataFrame] = {}
+
+    def save(cell: Cell, frame, cell_status, wall_time_s, phases, used) -> None:
+        if store is None:
+            in_memory[cell.id] = frame
+        else:
+            store.save_cell(cell.id, frame, wall_time_s=wall_time_s, status=cell_status, phases=phases, artifacts=used)
+        progress.finish_cell(cell.id, wall_time_s, status=cell_status)
+
+    pending = [cell for cell in mine if cell.id not in done]
     status, failure = "failed", None
     try:
         with _sigterm_as_interrupt():
-            for cell in mine:
-                if cell.id in done:
-                    continue
-                progress.start_cell(cell.id)
-                started = time.perf_counter()
-                try:
-                    needs = {need: resolver.get(need) for need in cell.needs}
-                    frame = rows_to_frame(cell.fn(**needs))
-                    cell_status = "ok"
-                except Diverged as error:
-                    frame = pd.DataFrame([{"metric": "diverged", "value": 1.0, "reason": str(error)}])
-                    cell_status = "diverged"
-                frame = _with_coords(frame, cell.coords)
-                wall_time_s = time.perf_counter() - started
-                if store is None:
-                    in_memory[cell.id] = frame
-                else:
-                    used = {need: resolver.digests[need] for need in cell.needs if need in resolver.digests}
-                    store.save_cell(cell.id, frame, wall_time_s=wall_time_s, status=cell_status,
-                                    phases=progress.phases, artifacts=used)
-                progress.finish_cell(cell.id, wall_time_s, status=cell_status)
+            if workers == 1:
+                for cell in pending:
+                    save(cell, *_compute(cell, resolver, progress))
+            else:
+                _run_at_once(pending, workers, lambda cell: _compute(cell, resolver, progress), save)
         status = "complete"
     except KeyboardInterrupt as error:
         status, failure = ("interrupted (SIGTERM)" if isinstance(error, _Interrupted) else "interrupted"), error

@@ -3,7 +3,7 @@
 ``python -m studies.NAME --help`` lists every Config field with its meaning, bounds and
 the default of the chosen preset (``--preset paper --help`` shows the paper defaults),
 plus the kit's own options: ``--preset``, ``--run-name``, ``--results-dir``,
-``--devices`` and ``--distributed``. Values are parsed by the field's annotated type:
+``--devices``, ``--workers`` and ``--distributed``. Values are parsed by the field's annotated type:
 ``int``, ``float``, ``str``, ``bool`` (``true/false``, ``yes/no``, ``1/0``), tuples as
 comma-separated ``2,3,5``, ``X | None`` (``none``); a field whose ``config_field`` has
 ``parse=`` is parsed by it: a mapping from names to component objects (``--critic
@@ -34,7 +34,7 @@ from studies.kit.store import ConfigMismatchError, DamagedFileError, ResultStore
 
 __all__ = ["Invocation", "Overrides", "Runtime", "ema_text", "main", "parse_config", "parse_ema"]
 
-_RESERVED = {"preset", "run_name", "results_dir", "devices", "distributed"}
+_RESERVED = {"preset", "run_name", "results_dir", "devices", "workers", "distributed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +43,13 @@ class Runtime:
 
     Attributes:
         devices: how many local devices the replica axis is sharded over (0: all).
+        workers: how many cells run at once on host threads (1: one after the other).
         process_index, process_count: this process's share of a multi-host sweep
             (after ``jax.distributed.initialize``; 0 and 1 on one machine).
     """
 
     devices: int = 1
+    workers: int = 1
     process_index: int = 0
     process_count: int = 1
 
@@ -434,6 +436,12 @@ def parse_config(
             raise ValueError(f"expected 0 (all local devices) or a positive count, got {value}")
         return value
 
+    def parse_workers(text: str) -> int:
+        value = _parse_int(text)
+        if not 1 <= value <= 64:
+            raise ValueError(f"expected a count of cells run at once in [1, 64], got {value}")
+        return value
+
     kit_options = [
         ("preset", Annotated[str, text_spec(str, "{" + ",".join(presets) + "}", tuple(presets)),
                              tyro.conf.arg(help="named configuration the options below modify")],
@@ -446,6 +454,10 @@ def parse_config(
          dataclasses.field(default=pathlib.Path("results") / study_name)),
         ("devices", Annotated[int, text_spec(parse_devices, "INT"),
                               tyro.conf.arg(help="local devices to shard replicas over (0: all); never changes the numbers")],
+         dataclasses.field(default=1)),
+        ("workers", Annotated[int, text_spec(parse_workers, "INT"),
+                              tyro.conf.arg(help="cells run at once on host threads (2 on a 2-core CPU: one small "
+                                                 "cell keeps 1.5 cores busy); never changes the numbers")],
          dataclasses.field(default=1)),
         ("distributed", Annotated[bool, text_spec(_parse_bool, "{true,false}"),
                                   tyro.conf.arg(help="multi-host: call jax.distributed.initialize() and run this "
@@ -471,12 +483,12 @@ def parse_config(
     except (TypeError, ValueError) as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    runtime = Runtime(devices=parsed.devices)
+    runtime = Runtime(devices=parsed.devices, workers=parsed.workers)
     if parsed.distributed:
         import jax
 
         jax.distributed.initialize(**_distributed_arguments())
-        runtime = Runtime(devices=parsed.devices, process_index=jax.process_index(), process_count=jax.process_count())
+        runtime = Runtime(devices=parsed.devices, workers=parsed.workers, process_index=jax.process_index(), process_count=jax.process_count())
     run_name = parsed.run_name if parsed.run_name is not None else preset_name
     return Invocation(
         config=config,

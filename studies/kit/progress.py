@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -33,7 +34,9 @@ class Progress:
     machine's speed). :meth:`phase` times named phases of the running cell (compile,
     train, evaluate, ...); the totals go into the cell's record and ``metadata.json``.
     Phase timers measure wall time: code timed inside one must block on JAX's
-    asynchronous results (``jax.block_until_ready``) before the block ends.
+    asynchronous results (``jax.block_until_ready``) before the block ends. The running
+    cell and its phase timers belong to the calling thread, so cells run at once on
+    several threads (``run_cells(workers=...)``) each time their own phases.
 
     Args:
         total_cells: the number of cells this process runs, done or not.
@@ -46,10 +49,31 @@ class Progress:
             raise ValueError(f"already_done must be in [0, total_cells={total_cells}], got {already_done}")
         self.total_cells = total_cells
         self.done = already_done
+        self.workers = 1  # cells running at once; run_cells sets it
         self.stream = stream
         self.wall_times: list[float] = []
-        self.current: str | None = None
-        self.phases: dict[str, float] = {}
+        self._thread = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> str | None:
+        """The id of the cell running on the calling thread (None between cells)."""
+        return getattr(self._thread, "current", None)
+
+    @current.setter
+    def current(self, cell_id: str | None) -> None:
+        self._thread.current = cell_id
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """The phase timers of the cell running on the calling thread, in seconds."""
+        if not hasattr(self._thread, "phases"):
+            self._thread.phases = {}
+        return self._thread.phases
+
+    @phases.setter
+    def phases(self, phases: dict[str, float]) -> None:
+        self._thread.phases = phases
 
     def note(self, line: str) -> None:
         """Print one line of text."""
@@ -80,15 +104,21 @@ class Progress:
         self.note(line)
 
     def finish_cell(self, cell_id: str, wall_time_s: float, *, status: str = "ok") -> None:
-        """Print ``[3/16] K=4_p=2_q=5 done in 12.3s | ETA 2m10s`` (or ``diverged``)."""
-        self.done += 1
-        self.wall_times.append(wall_time_s)
-        self.current = None
-        left = self.total_cells - self.done
-        eta = sum(self.wall_times) / len(self.wall_times) * left
+        """Print ``[3/16] K=4_p=2_q=5 done in 12.3s | ETA 2m10s`` (or ``diverged``).
+
+        The ETA divides the mean cell time by the number of cells that run at once
+        (:attr:`workers`)."""
+        with self._lock:
+            self.done += 1
+            self.wall_times.append(wall_time_s)
+            done = self.done
+        if self.current == cell_id:
+            self.current = None
+        left = self.total_cells - done
+        eta = sum(self.wall_times) / len(self.wall_times) * left / self.workers
         verb = "done" if status == "ok" else status
         self.note(
-            f"[{self.done}/{self.total_cells}] {cell_id} {verb} in {format_duration(wall_time_s)}"
+            f"[{done}/{self.total_cells}] {cell_id} {verb} in {format_duration(wall_time_s)}"
             + (f" | ETA {format_duration(eta)}" if left else "")
         )
 

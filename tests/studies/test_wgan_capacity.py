@@ -108,3 +108,14 @@ def test_figures_of_a_run_with_only_the_floor_say_there_is_nothing_to_draw(tmp_p
     with pytest.raises(SystemExit) as info:
         figures.main([str(tmp_path / "floors")])
     assert info.value.code == 2 and "nothing to draw" in capsys.readouterr().err
+
+
+def test_two_cells_at_once_give_the_same_cells_byte_for_byte(tiny_run, tmp_path):
+    # Each cell's keys and compiled programs are its own, so running the two critic
+    # depths on two threads at once must not change a digit of their saved rows.
+    run_dir, _ = tiny_run
+    study.run(TINY, kit.ResultStore(tmp_path / "two", TINY, study="wgan_capacity"), runtime=kit.Runtime(workers=2))
+    names = sorted(path.name for path in (run_dir / "cells").glob("*.csv"))
+    assert names == sorted(path.name for path in (tmp_path / "two" / "cells").glob("*.csv")) and len(names) == 3
+    for name in names:
+        assert (run_dir / "cells" / name).read_bytes() == (tmp_path / "two" / "cells" / name).read_bytes(), name

@@ -184,3 +184,84 @@ def test_replicas_slice_each_replica_and_refuse_an_unknown_one():
     assert replicas.of(30)["scalar"] == 1.0 and replicas.of(10)["label"] == "shared"  # no replica axis: as is
     with pytest.raises(ValueError, match=r"replica must be one of \[10, 20, 30\], got 40"):
         replicas.of(40)
+
+
+def _sleepy_cells(barrier):
+    """Two cells that can only finish if they run at the same time (each waits for the other)."""
+    def fn(i, progress):
+        with progress.phase("train"):
+            barrier.wait(timeout=30)
+        return [{"metric": "m", "value": float(i)}]
+
+    return [kit.Cell(f"c{i}", lambda progress, i=i: fn(i, progress), needs=("progress",), coords={"i": i})
+            for i in range(4)]
+
+
+def test_workers_run_cells_at_once_with_the_same_rows_and_their_own_phases(tmp_path):
+    import threading
+
+    serial = kit.run_cells(_store(tmp_path / "serial"), [kit.Cell(f"c{i}", lambda i=i: [{"metric": "m", "value": float(i)}],
+                                                                  coords={"i": i}) for i in range(4)])
+    parallel = kit.run_cells(_store(tmp_path / "parallel"), _sleepy_cells(threading.Barrier(2)), workers=2)
+    assert serial.equals(parallel)  # the table keeps the sweep's order, whatever order cells finished in
+    for i in range(4):
+        record = json.loads((tmp_path / "parallel" / "cells" / f"c{i}.json").read_text())
+        assert set(record["phases_s"]) == {"train"}  # only its own phase, timed on its own thread
+    # With one worker the two cells would wait for each other forever: the barrier breaks.
+    with pytest.raises(threading.BrokenBarrierError):
+        kit.run_cells(_store(tmp_path / "one"), _sleepy_cells(threading.Barrier(2, timeout=0.5))[:1])
+
+
+def test_workers_start_the_costliest_cells_first_and_build_an_artifact_once(tmp_path):
+    import threading
+
+    calls, started, lock, barrier = [], [], threading.Lock(), threading.Barrier(2, timeout=30)
+
+    def fn(i, **needs):
+        with lock:
+            started.append(i)
+        barrier.wait()  # pairs: a third cell cannot start before both of a pair are running
+        return [{"value": needs["net.json"]["w"] + i}]
+
+    cells = [kit.Cell(f"c{i}", lambda i=i, **needs: fn(i, **needs), needs=("net.json",), cost=float(i)) for i in range(6)]
+    table = kit.run_cells(_store(tmp_path / "r"), cells, artifacts=[_artifact(calls)], workers=2)
+    assert calls == ["build"] and list(table["value"]) == [2.0 + i for i in range(6)]
+    assert [set(started[j:j + 2]) for j in (0, 2, 4)] == [{5, 4}, {3, 2}, {1, 0}]
+
+
+@pytest.mark.parametrize("error, status", [(ZeroDivisionError, "failed"), (KeyboardInterrupt, "interrupted")])
+def test_a_failure_with_workers_saves_the_cells_that_were_running(tmp_path, error, status):
+    import threading
+
+    release = threading.Event()
+
+    def slow():
+        release.wait(timeout=30)
+        return [{"value": 1.0}]
+
+    def bad():
+        release.set()
+        raise error("boom")
+
+    cells = [kit.Cell("slow", slow, cost=2.0), kit.Cell("bad", bad, cost=1.0), kit.Cell("never", lambda: pytest.fail("ran"), cost=0.0)]
+    with pytest.raises(error):
+        kit.run_cells(_store(tmp_path / "r"), cells, workers=2)
+    metadata = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    assert metadata["sessions"][-1]["status"] == status
+    assert (tmp_path / "r" / "cells" / "slow.csv").exists() and not (tmp_path / "r" / "cells" / "never.csv").exists()
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_workers_and_cost_are_checked_before_anything_runs(tmp_path, workers):
+    with pytest.raises(ValueError, match=r"workers must be a whole number >= 1, got"):
+        kit.run_cells(None, [kit.Cell("c", lambda: pytest.fail("ran"))], workers=workers)
+    with pytest.raises(ValueError, match=r"cell 'c': cost must be a finite number >= 0, got nan"):
+        kit.run_cells(None, [kit.Cell("c", lambda: pytest.fail("ran"), cost=float("nan"))])
+
+
+def test_the_runtime_gives_the_partition_and_workers_once(tmp_path):
+    cells = [kit.Cell(f"c{i}", lambda i=i: [{"value": float(i)}]) for i in range(4)]
+    table = kit.run_cells(None, cells, runtime=kit.Runtime(workers=2, process_index=1, process_count=2))
+    assert list(table["value"]) == [1.0, 3.0]
+    with pytest.raises(ValueError, match="either in runtime or separately"):
+        kit.run_cells(None, cells, runtime=kit.Runtime(), workers=2)

@@ -53,6 +53,7 @@ def test_defaults_presets_overrides_and_run_dir(tmp_path):
     assert chosen.preset == "paper" and chosen.run_dir == tmp_path / "mine"
     assert parse(["--limit", "5"]).config.limit == 5
     assert parse(["--devices", "0"]).runtime == kit.Runtime(devices=0)
+    assert parse(["--workers", "2"]).runtime == kit.Runtime(workers=2)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,7 @@ def test_defaults_presets_overrides_and_run_dir(tmp_path):
         (["--n-steps", "13"], "n_steps must not be 13"),
         (["--run-name", "../escape"], "run name"),
         (["--unknown", "1"], "--unknown"),
+        (["--workers", "0"], "in [1, 64], got 0"),
     ],
 )
 def test_bad_input_exits_with_status_2_naming_the_option_and_value(argv, message, capsys):
@@ -87,7 +89,7 @@ def test_help_lists_every_field_with_meaning_bounds_and_the_chosen_presets_defau
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--sizes", "--n-steps", "--rate", "--critic", "--draw", "--limit", "--preset", "--run-name",
-                   "--results-dir", "--devices"):
+                   "--results-dir", "--devices", "--workers"):
         assert option in text
     assert "K: sizes to sweep [1, 9] (default: 2,3,5)" in text
     assert "(default: 2000)" in text and "{bjorck,spectral-norm}" in text
