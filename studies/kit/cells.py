@@ -228,31 +228,35 @@ def _compute(cell: Cell, resolver: _Resolver, progress: Progress):
 def _run_at_once(pending: Sequence[Cell], workers: int, compute: Callable, save: Callable) -> None:
     """Run `pending` on `workers` threads, largest declared cost first, saving each as it finishes.
 
-    On any exception (Ctrl-C and SIGTERM included) no further cell starts; the running
-    ones are waited for and the successful ones saved; then the exception propagates."""
-    order = sorted(pending, key=lambda cell: -cell.cost)  # stable: ties keep the sweep's order
+    The driver thread starts a cell only when one has finished and been saved, so after
+    an exception (a cell's, Ctrl-C or SIGTERM) no further cell starts: the running ones
+    are waited for, those that succeeded are saved, and the exception propagates."""
+    order = iter(sorted(pending, key=lambda cell: -cell.cost))  # stable: ties keep the sweep's order
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
-    futures = {executor.submit(compute, cell): cell for cell in order}
-    saved = set()
+    running: dict[concurrent.futures.Future, Cell] = {}
+
+    def start_next() -> None:
+        cell = next(order, None)
+        if cell is not None:
+            running[executor.submit(compute, cell)] = cell
+
     try:
-        for future in concurrent.futures.as_completed(futures):
-            save(futures[future], *future.result())
-            saved.add(future)
+        for _ in range(workers):
+            start_next()
+        while running:
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                save(running.pop(future), *future.result())
+                start_next()
     except BaseException:
-        for future in futures:
-            future.cancel()
-        for future, cell in futures.items():
-            if future in saved or future.cancelled():
-                continue
-            try:
-                result = future.result()  # a running cell: wait for it
-            except Exception:
-                continue
-            with contextlib.suppress(Exception):
-                save(cell, *result)
+        concurrent.futures.wait(running)  # a second Ctrl-C here abandons them
+        for future, cell in running.items():
+            if future.exception() is None:  # exception() returns a cell's KeyboardInterrupt too, not raises it
+                with contextlib.suppress(Exception):
+                    save(cell, *future.result())
         raise
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False)
 
 
 def run_cells(

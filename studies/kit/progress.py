@@ -53,7 +53,6 @@ class Progress:
         self.stream = stream
         self.wall_times: list[float] = []
         self._thread = threading.local()
-        self._lock = threading.Lock()
 
     @property
     def current(self) -> str | None:
@@ -107,18 +106,16 @@ class Progress:
         """Print ``[3/16] K=4_p=2_q=5 done in 12.3s | ETA 2m10s`` (or ``diverged``).
 
         The ETA divides the mean cell time by the number of cells that run at once
-        (:attr:`workers`)."""
-        with self._lock:
-            self.done += 1
-            self.wall_times.append(wall_time_s)
-            done = self.done
+        (:attr:`workers`). Called by the driver thread only (``run_cells`` saves every cell)."""
+        self.done += 1
+        self.wall_times.append(wall_time_s)
         if self.current == cell_id:
             self.current = None
-        left = self.total_cells - done
+        left = self.total_cells - self.done
         eta = sum(self.wall_times) / len(self.wall_times) * left / self.workers
         verb = "done" if status == "ok" else status
         self.note(
-            f"[{done}/{self.total_cells}] {cell_id} {verb} in {format_duration(wall_time_s)}"
+            f"[{self.done}/{self.total_cells}] {cell_id} {verb} in {format_duration(wall_time_s)}"
             + (f" | ETA {format_duration(eta)}" if left else "")
         )
 

@@ -229,21 +229,25 @@ def test_workers_start_the_costliest_cells_first_and_build_an_artifact_once(tmp_
     assert [set(started[j:j + 2]) for j in (0, 2, 4)] == [{5, 4}, {3, 2}, {1, 0}]
 
 
+@pytest.mark.parametrize("bad_cost", [1.0, 3.0])  # the failing cell started after or before the slow one
 @pytest.mark.parametrize("error, status", [(ZeroDivisionError, "failed"), (KeyboardInterrupt, "interrupted")])
-def test_a_failure_with_workers_saves_the_cells_that_were_running(tmp_path, error, status):
+def test_a_failure_with_workers_saves_the_cells_that_were_running(tmp_path, error, status, bad_cost):
     import threading
+    import time
 
-    release = threading.Event()
+    started = threading.Event()
 
     def slow():
-        release.wait(timeout=30)
+        started.set()
+        time.sleep(0.5)  # still running when the other cell fails
         return [{"value": 1.0}]
 
     def bad():
-        release.set()
+        started.wait(timeout=30)
         raise error("boom")
 
-    cells = [kit.Cell("slow", slow, cost=2.0), kit.Cell("bad", bad, cost=1.0), kit.Cell("never", lambda: pytest.fail("ran"), cost=0.0)]
+    cells = [kit.Cell("slow", slow, cost=2.0), kit.Cell("bad", bad, cost=bad_cost),
+             kit.Cell("never", lambda: pytest.fail("ran"), cost=0.0)]
     with pytest.raises(error):
         kit.run_cells(_store(tmp_path / "r"), cells, workers=2)
     metadata = json.loads((tmp_path / "r" / "metadata.json").read_text())
