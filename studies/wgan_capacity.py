@@ -367,17 +367,26 @@ def run(config: Config, store: kit.ResultStore | None = None, *, runtime: kit.Ru
     return kit.finish(store, table, figures="figures.wgan_capacity" if config.draw_figures else None, summarise=summary)
 
 
+def _per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (K, p, q, seed): its final W1 and its mean over the last quarter of
+    evaluations (both NaN for a seed that diverged: its later rows are NaN)."""
+    rows = []
+    for (k, p, q, seed), group in table[table["metric"] == "w1"].groupby(["K", "p", "q", "seed"]):
+        # The last row in step order, not pandas' last(), which skips NaN and would
+        # report a diverged seed's last finite value as its final one.
+        values = group.sort_values("step")["value"].to_numpy()
+        rows.append({"K": int(k), "p": int(p), "q": int(q), "seed": int(seed), "final": float(values[-1]),
+                     "late": kit.late_mean(values)})
+    return pd.DataFrame(rows, columns=["K", "p", "q", "seed", "final", "late"])
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """By (K, p, q): final W1 and the mean W1 over the last quarter of evaluations,
     each an interval over seeds with diverged seeds counted, and the sampling floor."""
-    w1 = table[table["metric"] == "w1"]
     rows = []
-    for (k, p, q), group in w1.groupby(["K", "p", "q"]):
-        by_seed = group.sort_values("step").groupby("seed")["value"]
-        # iloc[-1], not .last(): pandas' last() skips NaN and would report a diverged
-        # seed's last finite value as its final one.
-        final = kit.over_replicates(by_seed.apply(lambda v: v.iloc[-1]).to_numpy())
-        late = kit.over_replicates(by_seed.apply(lambda v: kit.late_mean(v.to_numpy())).to_numpy())
+    for (k, p, q), group in _per_seed(table).groupby(["K", "p", "q"]):
+        final = kit.over_replicates(group["final"].to_numpy())
+        late = kit.over_replicates(group["late"].to_numpy())
         rows.append({"K": int(k), "p": int(p), "q": int(q), "final_w1": str(final), "late_mean_w1": str(late),
                      "diverged": f"{final.n_diverged}/{final.n + final.n_diverged}",
                      "final_value": final.value, "final_error": final.error})
@@ -389,12 +398,48 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+TREND_COLUMNS = ["contrast", "K", "at", "final_w1_difference", "late_mean_difference", "final_value",
+                 "final_low", "final_high"]
+
+
+def trends(table: pd.DataFrame) -> pd.DataFrame:
+    """The published trends as paired differences over seeds, deepest minus shallowest.
+
+    ``deeper critic``: W1(K, p, q_max) - W1(K, p, q_min) at each (K, p); ``deeper
+    generator``: W1(K, p_max, q) - W1(K, p_min, q) at each (K, q); for the final W1 and
+    for the late mean. Negative: the deeper network ends nearer the target. The pairs
+    share their seed, hence (keys of (K, seed)) their training set and target draws; the
+    interval is the paired t-interval of the per-seed differences, and a seed diverged
+    on either side is counted, not dropped. Empty when no depth takes two values.
+    """
+    seeds = _per_seed(table)
+    rows = []
+    for name, varied, fixed in (("deeper critic", "q", "p"), ("deeper generator", "p", "q")):
+        levels = sorted(seeds[varied].unique())
+        if len(levels) < 2:
+            continue
+        deep, shallow = levels[-1], levels[0]
+        final, late = (
+            kit.summarise_paired(seeds, by=["K", fixed], contrast=varied, a=deep, b=shallow, value=column)
+            for column in ("final", "late")
+        )
+        for f, l in zip(final.itertuples(), late.itertuples()):
+            rows.append({"contrast": f"{name}: {varied}={deep} minus {varied}={shallow}", "K": int(f.K),
+                         "at": f"{fixed}={int(getattr(f, fixed))}", "final_w1_difference": f.text,
+                         "late_mean_difference": l.text, "final_value": f.value, "final_low": f.ci_low,
+                         "final_high": f.ci_high})
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)
+
+
 def main(argv: list[str] | None = None) -> None:
     results = kit.main(run, Config, PRESETS, argv)
     kit.print_tables([
         ("Exact W1 (POT), mean ± standard error [95% t-interval] over seeds; late = mean over the last "
          "quarter of evaluations; floor = W1 between two target samples of the same size",
          summary(results.table).drop(columns=["final_value", "final_error"])),
+        ("Trends: paired differences of W1 over seeds (same training set and target draws), deepest minus "
+         "shallowest; negative = the deeper network ends nearer the target",
+         trends(results.table).drop(columns=["final_value", "final_low", "final_high"])),
     ], width=160)
 
 

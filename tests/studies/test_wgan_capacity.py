@@ -6,7 +6,9 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.stats
 
 import studies.wgan_capacity as study
 from studies import kit
@@ -64,6 +66,47 @@ def test_the_summary_gives_intervals_over_seeds_and_the_late_mean(tiny_run):
     assert row["final_value"] == pytest.approx(final.mean())
     assert row["final_error"] == pytest.approx(final.std(ddof=1) / math.sqrt(2))
     assert "±" in row["late_mean_w1"] and "floor" in summary.columns
+
+
+def test_the_trends_are_paired_differences_over_seeds(tiny_run):
+    _, results = tiny_run
+    trends = study.trends(results.table)
+    # TINY varies q only (2, 3) at p = 2: one "deeper critic" row, no generator contrast.
+    assert list(trends["contrast"]) == ["deeper critic: q=3 minus q=2"] and list(trends["at"]) == ["p=2"]
+    final = results.table.query("metric == 'w1' and step == 6").set_index(["q", "seed"])["value"]
+    differences = (final.loc[3] - final.loc[2]).to_numpy()
+    row = trends.iloc[0]
+    assert row["final_value"] == pytest.approx(differences.mean())
+    # The paired t-interval with 1 degree of freedom: half-width t_{1, 0.975} s / sqrt(2).
+    half = scipy.stats.t.ppf(0.975, 1) * differences.std(ddof=1) / math.sqrt(2)
+    assert row["final_high"] - row["final_low"] == pytest.approx(2 * half)
+
+
+def _w1_rows(final_by_cell: dict) -> pd.DataFrame:
+    """A w1 table with two evaluations per seed, the last one given (NaN: diverged)."""
+    rows = [{"K": 4, "p": p, "q": q, "seed": seed, "step": step, "metric": "w1", "value": value}
+            for (p, q), finals in final_by_cell.items() for seed, final in enumerate(finals)
+            for step, value in ((0, 5.0), (10, final))]
+    return pd.DataFrame(rows)
+
+
+def test_a_trend_counts_a_seed_diverged_on_either_side_instead_of_dropping_it():
+    nan = math.nan
+    table = _w1_rows({(2, 2): [3.0, 2.0, 4.0], (2, 5): [1.0, nan, 1.5], (5, 2): [6.0, 7.0, 8.0],
+                      (5, 5): [1.0, 1.0, 1.0]})
+    trends = study.trends(table).set_index(["contrast", "at"])
+    critic = trends.loc[("deeper critic: q=5 minus q=2", "p=2")]
+    # Seeds 0 and 2 pair up (-2.0, -2.5); seed 1 diverged at q = 5 and is shown, not dropped.
+    assert critic["final_value"] == pytest.approx(-2.25) and "(1/3 diverged)" in critic["final_w1_difference"]
+    generator = trends.loc[("deeper generator: p=5 minus p=2", "q=2")]
+    assert generator["final_value"] == pytest.approx(4.0) and "diverged" not in generator["final_w1_difference"]
+    # The late mean (last quarter of 2 evaluations: the last one) follows the same pairs.
+    assert "(1/3 diverged)" in critic["late_mean_difference"]
+
+
+def test_trends_of_a_single_depth_are_empty():
+    trends = study.trends(_w1_rows({(2, 2): [1.0, 2.0]}))
+    assert trends.empty and list(trends.columns) == study.TREND_COLUMNS
 
 
 def test_every_replica_diverged_says_so_instead_of_showing_step_0_as_final():
