@@ -14,7 +14,9 @@ A cell is one (K, p, q), its seeds trained as one vmapped program; its keys come
 against the same target draws, and removing a target or a depth from the sweep leaves
 every other cell's numbers unchanged. A replicate has diverged when its loss or
 parameters become non-finite or its W1 exceeds DIVERGENCE_DIAMETERS times the target's
-diameter; its later W1 rows are NaN and every summary says "k/n diverged".
+diameter; its later W1 rows are NaN and every summary says "k/n diverged". After the
+summary the study prints the published trends (deeper critic, deeper generator) as
+paired differences over seeds, since the cells of one seed share their training set.
 
 Departures from the public code, on purpose: every layer has its own weights (the
 code's `[Linear, act] * (depth - 1)` shares one hidden layer); depth counts linear
