@@ -86,9 +86,11 @@ def main(argv=None) -> None:
             status = f"finished rc={child.returncode}: {out.strip() or err.strip()[-300:]}"
         except subprocess.TimeoutExpired:
             hung += 1
-            stacks = native_stacks(child.pid)
-            child.kill()
-            child.communicate()
+            try:
+                stacks = native_stacks(child.pid)
+            finally:  # a hung child is killed even if reading its stacks fails
+                child.kill()
+                child.communicate()
             if stacks is None:
                 status = "HUNG (killed at the timeout; install gdb to see where)"
             else:
