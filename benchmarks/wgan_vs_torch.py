@@ -12,9 +12,13 @@ reference of the public code's training step (tanouch/synthetic_gans on Anil et 
 LNets: orthogonal init with gain 1/sqrt(fan_in), constant Björck scaling
 sqrt(out * in), critic evaluated on fake and real separately), on `--torch-threads`
 threads (1: two threads are slower on 2 cores). The JAX side is `models.wgan` at R = 1
-and at R = `--replicas` (vmapped), compiled before timing.
+and at R = `--replicas` (vmapped), compiled before timing. `--carried` adds the same two
+runs with the capacity study's `--critic bjorck-carried` (the orthonormalised weights
+carried between steps: 1 Björck step per forward pass and 1 on the stored weights after
+each update, same 1-Lipschitz certificate), and their ratios to torch and to the default
+critic at the same R.
 
-Each round times the three in turn (interleaved, so drifts in machine load hit all of
+Each round times the runs in turn (interleaved, so drifts in machine load hit all of
 them); per round, ratio = JAX rate / torch rate; the medians over rounds are printed,
 with the min and max, and the last line holds the ratios: per model and aggregate
 against torch, and the vmapped R against R = 1 (what vmapping gains over training the
@@ -155,6 +159,9 @@ def main(argv=None) -> None:
     parser.add_argument("--init", default="orthonormal", choices=["orthonormal", "public"], help="JAX critic init")
     parser.add_argument("--devices", type=int, default=None, help="shard the vmapped run over this many devices")
     parser.add_argument("--no-torch", action="store_true", help="time the JAX side only (no ratios)")
+    parser.add_argument("--carried", action="store_true",
+                        help="also time the capacity study's `--critic bjorck-carried` (1 Björck step per forward, "
+                             "1 on the stored weights after each update) at both R, beside the default critic")
     args = parser.parse_args(argv)
 
     data = np.asarray(theory.gaussian_grid(4).sample(jax.random.key(1), 5000), np.float32)
@@ -169,13 +176,18 @@ def main(argv=None) -> None:
         from models.sharding import replica_mesh
 
         mesh = replica_mesh(args.devices)
-    runners = {
-        "jax R=1": (jax_runner(data, replicas=1, n_steps=args.steps, critic_spec=critic_spec,
-                               generator_spec=generator_spec), args.steps),
-        f"jax R={args.replicas}": (jax_runner(data, replicas=args.replicas, n_steps=args.steps,
-                                              critic_spec=critic_spec, generator_spec=generator_spec, mesh=mesh),
-                                   args.steps * args.replicas),
-    }
+    variants = [("", critic_spec)]
+    if args.carried:
+        variants.append((" carried", BjorckGroupSortSpec(depth=args.critic_depth, width=WIDTH, iterations=1,
+                                                         project_iterations=1)))
+    runners = {}
+    for suffix, spec in variants:
+        runners[f"jax R=1{suffix}"] = (jax_runner(data, replicas=1, n_steps=args.steps, critic_spec=spec,
+                                                  generator_spec=generator_spec), args.steps)
+        runners[f"jax R={args.replicas}{suffix}"] = (
+            jax_runner(data, replicas=args.replicas, n_steps=args.steps, critic_spec=spec,
+                       generator_spec=generator_spec, mesh=mesh),
+            args.steps * args.replicas)
     if not args.no_torch:
         import torch
 
@@ -191,12 +203,16 @@ def main(argv=None) -> None:
     print(f"device: {jax.devices()[0].platform} x{len(jax.devices())} | critic {critic_spec} | generator depth "
           f"{args.generator_depth} | batch {BATCH}, {CRITIC_STEPS} critic steps | {args.rounds} rounds")
     for name, values in rates.items():
-        print(f"{name:>10}: {statistics.median(values):9.1f} generator (replica-)steps/s  "
+        print(f"{name:>18}: {statistics.median(values):9.1f} generator (replica-)steps/s  "
               f"[min {min(values):.1f}, max {max(values):.1f}]")
     # R = 1 run R times one after another is the sequential alternative to vmapping.
     pairs = [(f"jax R={args.replicas}", "jax R=1")]
     if not args.no_torch:
         pairs = [("jax R=1", "torch"), (f"jax R={args.replicas}", "torch"), *pairs]
+    if args.carried:
+        # The carried critic against torch and against the default critic at the same R.
+        pairs += [(f"{name} carried", other) for name in ("jax R=1", f"jax R={args.replicas}")
+                  for other in ((() if args.no_torch else ("torch",)) + (name,))]
     summary = []
     for name, baseline in pairs:
         ratios = [a / b for a, b in zip(rates[name], rates[baseline])]

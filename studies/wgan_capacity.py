@@ -55,6 +55,10 @@ from studies.kit import config_field
 
 CRITICS: dict[str, AbstractCriticSpec] = {
     "bjorck": BjorckGroupSortSpec(depth=1),
+    # The protocol's critic with its orthonormalised weights carried between steps: one
+    # Björck step on the stored weights after each update, one per forward pass. Same
+    # 1-Lipschitz certificate, fewer products per step (see the README's benchmarks).
+    "bjorck-carried": BjorckGroupSortSpec(depth=1, iterations=1, project_iterations=1),
     "gradient-penalty": GradientPenaltyMLPSpec(depth=1),
     "spectral-norm": SpectralNormMLPSpec(depth=1),
     "weight-clipping": WeightClippingMLPSpec(depth=1),
@@ -431,6 +435,36 @@ def trends(table: pd.DataFrame) -> pd.DataFrame:
                          "late_mean_difference": l.text, "final_value": f.value, "final_low": f.ci_low,
                          "final_high": f.ci_high})
     return pd.DataFrame(rows, columns=TREND_COLUMNS)
+
+
+COMPARISON_COLUMNS = ["K", "p", "q", "final_w1_difference", "late_mean_difference", "final_value", "final_low",
+                      "final_high"]
+
+
+def compare_runs(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Two runs of the same cells (e.g. two critic variants) as paired differences over seeds.
+
+    By (K, p, q) present in both tables: W1(after) - W1(before), for the final W1 and
+    for the late mean, as the paired t-interval of the per-seed differences. A seed has
+    the same keys in both runs (they come from (K, seed)), hence the same training set,
+    initial networks and target draws, so the pairing removes that variation. A seed
+    that diverged in either run, or is missing from one, is counted, not dropped.
+    Negative: ``after`` ends nearer the target.
+
+    Example, on two saved runs: ``compare_runs(kit.load_run(a).table, kit.load_run(b).table)``.
+    """
+    seeds = pd.concat([_per_seed(before).assign(run="before"), _per_seed(after).assign(run="after")])
+    cells = set(map(tuple, _per_seed(before)[["K", "p", "q"]].to_numpy())) & set(
+        map(tuple, _per_seed(after)[["K", "p", "q"]].to_numpy()))
+    seeds = seeds[[tuple(cell) in cells for cell in seeds[["K", "p", "q"]].to_numpy()]]
+    if seeds.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    final, late = (kit.summarise_paired(seeds, by=["K", "p", "q"], contrast="run", a="after", b="before", value=column)
+                   for column in ("final", "late"))
+    rows = [{"K": int(f.K), "p": int(f.p), "q": int(f.q), "final_w1_difference": f.text,
+             "late_mean_difference": l.text, "final_value": f.value, "final_low": f.ci_low, "final_high": f.ci_high}
+            for f, l in zip(final.itertuples(), late.itertuples())]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> None:

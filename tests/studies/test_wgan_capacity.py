@@ -109,6 +109,31 @@ def test_trends_of_a_single_depth_are_empty():
     assert trends.empty and list(trends.columns) == study.TREND_COLUMNS
 
 
+def test_two_runs_compare_as_paired_differences_with_a_diverged_seed_counted():
+    nan = math.nan
+    before = _w1_rows({(2, 2): [3.0, 2.0, 4.0], (2, 5): [1.0, 1.2, 1.5], (5, 5): [2.0, 2.0, 2.0]})
+    after = _w1_rows({(2, 2): [2.0, 1.0, 2.0], (2, 5): [1.0, nan, 1.0], (3, 3): [1.0, 1.0, 1.0]})
+    comparison = study.compare_runs(before, after).set_index(["p", "q"])
+    # Only the cells in both runs; (5, 5) and (3, 3) are in one run each.
+    assert sorted(comparison.index) == [(2, 2), (2, 5)]
+    row = comparison.loc[(2, 2)]
+    differences = np.array([-1.0, -1.0, -2.0])  # after minus before, seed by seed
+    assert row["final_value"] == pytest.approx(differences.mean())
+    half = scipy.stats.t.ppf(0.975, 2) * differences.std(ddof=1) / math.sqrt(3)
+    assert row["final_high"] - row["final_low"] == pytest.approx(2 * half)
+    # Seed 1 diverged in `after`: counted in both columns, its pair not dropped silently.
+    diverged = comparison.loc[(2, 5)]
+    assert diverged["final_value"] == pytest.approx(-0.25) and "(1/3 diverged)" in diverged["final_w1_difference"]
+    assert "(1/3 diverged)" in diverged["late_mean_difference"]
+    assert study.compare_runs(before, _w1_rows({(7, 7): [1.0]})).empty
+
+
+def test_the_carried_critic_is_offered_on_the_command_line():
+    invocation = kit.parse_config(study.Config, study.PRESETS, ["--critic", "bjorck-carried"], default_preset="quick")
+    critic = invocation.config.critic_of_depth(5)
+    assert (critic.depth, critic.iterations, critic.project_iterations) == (5, 1, 1)
+
+
 def test_every_replica_diverged_says_so_instead_of_showing_step_0_as_final():
     # lr 3e38: the first update overflows; the step-0 W1 (untrained) must not be "final".
     config = dataclasses.replace(TINY, critic_depths=(2,), lr_critic=3e38, lr_generator=3e38)
