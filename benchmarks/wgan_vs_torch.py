@@ -28,6 +28,7 @@ R replicas one after another; the only ratio with `--no-torch`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import time
@@ -178,8 +179,10 @@ def main(argv=None) -> None:
         mesh = replica_mesh(args.devices)
     variants = [("", critic_spec)]
     if args.carried:
-        variants.append((" carried", BjorckGroupSortSpec(depth=args.critic_depth, width=WIDTH, iterations=1,
-                                                         project_iterations=1)))
+        from studies.wgan_capacity import CRITICS  # the study's spec itself, so both time the same critic
+
+        carried = dataclasses.replace(CRITICS["bjorck-carried"], depth=args.critic_depth, width=WIDTH)
+        variants.append((" carried", carried))
     runners = {}
     for suffix, spec in variants:
         runners[f"jax R=1{suffix}"] = (jax_runner(data, replicas=1, n_steps=args.steps, critic_spec=spec,
@@ -211,8 +214,10 @@ def main(argv=None) -> None:
         pairs = [("jax R=1", "torch"), (f"jax R={args.replicas}", "torch"), *pairs]
     if args.carried:
         # The carried critic against torch and against the default critic at the same R.
-        pairs += [(f"{name} carried", other) for name in ("jax R=1", f"jax R={args.replicas}")
-                  for other in ((() if args.no_torch else ("torch",)) + (name,))]
+        for name in ("jax R=1", f"jax R={args.replicas}"):
+            if not args.no_torch:
+                pairs.append((f"{name} carried", "torch"))
+            pairs.append((f"{name} carried", name))
     summary = []
     for name, baseline in pairs:
         ratios = [a / b for a, b in zip(rates[name], rates[baseline])]

@@ -453,10 +453,9 @@ def compare_runs(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 
     Example, on two saved runs: ``compare_runs(kit.load_run(a).table, kit.load_run(b).table)``.
     """
-    seeds = pd.concat([_per_seed(before).assign(run="before"), _per_seed(after).assign(run="after")])
-    cells = set(map(tuple, _per_seed(before)[["K", "p", "q"]].to_numpy())) & set(
-        map(tuple, _per_seed(after)[["K", "p", "q"]].to_numpy()))
-    seeds = seeds[[tuple(cell) in cells for cell in seeds[["K", "p", "q"]].to_numpy()]]
+    runs = {"before": _per_seed(before), "after": _per_seed(after)}
+    shared = runs["before"][["K", "p", "q"]].merge(runs["after"][["K", "p", "q"]]).drop_duplicates()
+    seeds = pd.concat([frame.assign(run=name) for name, frame in runs.items()]).merge(shared)
     if seeds.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     final, late = (kit.summarise_paired(seeds, by=["K", "p", "q"], contrast="run", a="after", b="before", value=column)
